@@ -1,0 +1,1 @@
+"""Pieces every Haneul server shares: config, time, hashing, HTTP helpers."""

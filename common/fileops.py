@@ -1,0 +1,42 @@
+"""Durable file operations: nothing half-written is ever seen under its final name."""
+
+import errno
+import os
+import tempfile
+
+
+def fsync_dir(path):
+    """fsync a directory so that a rename or create inside it survives a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def makedirs(path):
+    """mkdir -p that tolerates a racing creator."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as err:
+        if err.errno != errno.EEXIST or not os.path.isdir(path):
+            raise
+
+
+def atomic_write_bytes(path, data, tmp_dir=None):
+    """Write ``data`` to ``path`` via a temp file in the same (or given) dir, fsync, rename."""
+    target_dir = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(dir=tmp_dir or target_dir, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(target_dir)

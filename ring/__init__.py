@@ -1,0 +1,1 @@
+"""The consistent-hash ring: planning (builder) and lookup (ring)."""
