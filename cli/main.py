@@ -7,10 +7,14 @@ only knows their names, so adding a command never touches another one's code.
 import importlib
 import sys
 
-# command name -> (module, one-line help)
+# command name -> ("module" or "module:function", one-line help)
 COMMANDS = {
+    "up": ("cli.cluster:up_main", "start the all-in-one cluster: up [--dir DIR] [--nodes N]"),
+    "down": ("cli.cluster:down_main", "stop the all-in-one cluster: down [--dir DIR]"),
+    "status": ("cli.cluster:status_main", "show the all-in-one cluster's processes"),
     "ring": ("ring.cli", "build and inspect rings (same grammar as swift-ring-builder)"),
     "serve": ("cli.serve", "run a server in the foreground: serve storage|proxy|agent -c CONF"),
+    "agent": ("cli.agent", "run background daemons once: agent --once [-c CONF | --dir DIR]"),
 }
 
 
@@ -31,8 +35,9 @@ def main(argv=None):
     if name not in COMMANDS:
         print(f"haneul: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    return module.main(rest)
+    module_name, _, function = COMMANDS[name][0].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, function or "main")(rest)
 
 
 if __name__ == "__main__":

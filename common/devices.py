@@ -17,7 +17,12 @@ def check_device_name(device):
 
 def check_partition(partition):
     """The partition segment of a backend path, as an int (400 if it is not one)."""
-    if partition is None or not partition.isdigit() or not partition.isascii():
+    if (
+        partition is None
+        or len(partition) > 10
+        or not partition.isdigit()
+        or not partition.isascii()
+    ):
         raise HTTPError(400, f"invalid partition: {partition!r}")
     return int(partition)
 

@@ -114,6 +114,9 @@ def _parse(text):
     raw = text.strip()
     if not raw:
         raise InvalidTimestamp("empty timestamp")
+    if len(raw) > 64:
+        # Longer than any valid form; also keeps int() away from huge digit strings.
+        raise InvalidTimestamp(f"not a timestamp: {text[:40]!r}...")
     base, sep, hex_offset = raw.partition("_")
     offset = 0
     if sep:

@@ -85,8 +85,9 @@ def test_device_paths(tmp_path):
         device_path(str(tmp_path), "d1", mount_check=True)
     assert err.value.status == 507
     assert check_partition("12") == 12
-    with pytest.raises(HTTPError):
-        check_partition("-1")
+    for bad in ("-1", "9" * 5000, "١"):
+        with pytest.raises(HTTPError):
+            check_partition(bad)
 
 
 def test_request_timestamp():

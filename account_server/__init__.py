@@ -1,0 +1,1 @@
+"""The account server: its WSGI app, on-disk layer and background work."""

@@ -1,0 +1,1 @@
+"""The container server: its WSGI app, on-disk layer and background work."""

@@ -1,0 +1,1 @@
+"""The object server: its WSGI app, on-disk layer and background work."""

@@ -1,0 +1,201 @@
+"""Suffix hashes of a partition: how replicators tell cheaply what differs.
+
+Every write appends its suffix to ``<part>/hashes.invalid``. ``get_hashes`` folds those
+into ``<part>/hashes.msgpack`` (``{"gen": n, "hashes": {suffix: md5-hex or None}}``),
+recomputes the suffixes that are unknown, and saves the result. A suffix's hash is the
+MD5 of the sorted ``<hash>/<file name>`` lines of every hash dir in it, after cleaning
+obsolete files away, so two nodes holding the same objects at the same timestamps agree.
+
+Both files are only touched under an flock on ``<part>/.lock``. Hashing itself runs
+without the lock; the ``gen`` counter tells a slow hasher that someone saved in the
+meantime, and it starts again rather than overwrite newer knowledge.
+"""
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from contextlib import contextmanager
+
+import msgpack
+
+from common.fileops import atomic_write_bytes
+from common.timestamp import Timestamp
+from object_server import layout
+from object_server.filenames import gather
+
+LOCK_TIMEOUT = 10.0
+MAX_ATTEMPTS = 5
+logger = logging.getLogger("haneul.object.hashes")
+
+
+class LockTimeout(Exception):
+    """A partition lock could not be taken in time."""
+
+
+@contextmanager
+def partition_lock(part_dir, timeout=LOCK_TIMEOUT):
+    """Hold the partition's flock. Polls rather than blocks, so green threads cooperate."""
+    fd = os.open(os.path.join(part_dir, layout.LOCK_FILE), os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockTimeout(f"could not lock {part_dir} in {timeout}s") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.01)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def cleanup_hash_dir(path, reclaim_before=None):
+    """Delete the obsolete files of a hash dir (and the dir if empty); return its OnDisk.
+
+    Files vanishing underneath us (another cleaner) are fine. A missing dir yields an
+    empty OnDisk.
+    """
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        names = []
+    ondisk = gather(names, reclaim_before)
+    for name in ondisk.obsolete:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    if names and len(ondisk.obsolete) == len(names):
+        try:
+            os.rmdir(path)
+        except OSError as err:
+            if err.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                raise
+    return ondisk
+
+
+def invalidate_hash(suffix_dir):
+    """Note that ``<part>/<suffix>`` changed, so the next get_hashes rehashes it."""
+    part_dir, suffix = os.path.split(suffix_dir.rstrip("/"))
+    with partition_lock(part_dir):
+        with open(os.path.join(part_dir, layout.INVALID_FILE), "a", encoding="ascii") as fp:
+            fp.write(suffix + "\n")
+
+
+def hash_suffix(suffix_dir, reclaim_before=None):
+    """The MD5 hex of a suffix dir's contents, or None if it holds nothing (then removed)."""
+    try:
+        hash_names = sorted(os.listdir(suffix_dir))
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        logger.warning("suffix %s is not a directory; ignoring it", suffix_dir)
+        return None
+    md5 = hashlib.md5(usedforsecurity=False)
+    found = False
+    for obj_hash in hash_names:
+        path = os.path.join(suffix_dir, obj_hash)
+        if not os.path.isdir(path):
+            continue
+        ondisk = cleanup_hash_dir(path, reclaim_before)
+        for info in sorted(ondisk.kept(), key=lambda i: i.filename):
+            md5.update(f"{obj_hash}/{info.filename}\n".encode())
+            found = True
+    if not found:
+        try:
+            os.rmdir(suffix_dir)
+        except OSError as err:
+            if err.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                raise
+        return None
+    return md5.hexdigest()
+
+
+def _load(part_dir):
+    """(gen, hashes) from hashes.msgpack; (0, None) if missing or unreadable."""
+    path = os.path.join(part_dir, layout.HASHES_FILE)
+    try:
+        with open(path, "rb") as fp:
+            state = msgpack.unpackb(fp.read(), raw=False)
+    except FileNotFoundError:
+        return 0, None
+    except (ValueError, TypeError, msgpack.UnpackException):
+        logger.warning("unreadable %s; rehashing the partition", path)
+        return 0, None
+    if not isinstance(state, dict) or not isinstance(state.get("hashes"), dict):
+        logger.warning("malformed %s; rehashing the partition", path)
+        return 0, None
+    return int(state.get("gen", 0)), state["hashes"]
+
+
+def _save(part_dir, gen, hashes):
+    data = msgpack.packb({"gen": gen, "hashes": hashes, "updated": time.time()})
+    atomic_write_bytes(os.path.join(part_dir, layout.HASHES_FILE), data)
+
+
+def _take_invalid(part_dir):
+    """The suffixes listed in hashes.invalid, emptying it."""
+    path = os.path.join(part_dir, layout.INVALID_FILE)
+    try:
+        with open(path, "r+", encoding="ascii", errors="replace") as fp:
+            suffixes = {line.strip() for line in fp if layout.is_suffix(line.strip())}
+            fp.seek(0)
+            fp.truncate()
+    except FileNotFoundError:
+        return set()
+    return suffixes
+
+
+def _list_suffixes(part_dir):
+    return [name for name in os.listdir(part_dir) if layout.is_suffix(name)]
+
+
+def get_hashes(dev_path, partition, policy_index, recalculate=(), reclaim_age=None):
+    """``{suffix: md5-hex}`` for a partition, recomputing invalidated and named suffixes.
+
+    ``reclaim_age`` (seconds) lets hashing delete tombstones older than that. A
+    partition that does not exist has no suffixes.
+    """
+    part_dir = layout.partition_dir(dev_path, partition, policy_index)
+    if not os.path.isdir(part_dir):
+        return {}
+    recalculate = {s for s in recalculate if layout.is_suffix(s)}
+    reclaim_before = None
+    if reclaim_age is not None:
+        reclaim_before = Timestamp(max(time.time() - reclaim_age, 0))
+
+    hashes = {}
+    for _attempt in range(MAX_ATTEMPTS):
+        with partition_lock(part_dir):
+            gen, hashes = _load(part_dir)
+            # Every listed suffix was renamed into place before now, so either the
+            # cache marks it for rehashing or the full listing below will see it.
+            invalid = _take_invalid(part_dir)
+            if hashes is not None and invalid:
+                hashes.update(dict.fromkeys(invalid))
+                gen += 1
+                _save(part_dir, gen, hashes)
+        if hashes is None:
+            hashes = dict.fromkeys(_list_suffixes(part_dir))
+        hashes.update(dict.fromkeys(recalculate))
+        for suffix in [s for s, h in hashes.items() if h is None]:
+            value = hash_suffix(os.path.join(part_dir, suffix), reclaim_before)
+            if value is None:
+                del hashes[suffix]
+            else:
+                hashes[suffix] = value
+        with partition_lock(part_dir):
+            current_gen, _ = _load(part_dir)
+            if current_gen == gen:
+                _save(part_dir, gen + 1, hashes)
+                return hashes
+        # Someone saved between our two looks: start again from what they saved.
+    logger.warning("%s kept changing while hashing; returning unsaved hashes", part_dir)
+    return hashes
