@@ -35,7 +35,22 @@ def test_comparison_with_strings_and_floats():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", "-1", "1_", "1_zz", "1_" + "f" * 17, "nan", "inf", "1e40", "9" * 5000, None, [], True]
+    "bad",
+    [
+        "",
+        "abc",
+        "-1",
+        "1_",
+        "1_zz",
+        "1_" + "f" * 17,
+        "nan",
+        "inf",
+        "1e40",
+        "9" * 5000,
+        None,
+        [],
+        True,
+    ],
 )
 def test_bad_input_raises_clear_error(bad):
     with pytest.raises(InvalidTimestamp):
