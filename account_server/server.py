@@ -7,7 +7,8 @@
   404 (the proxy creates accounts before their containers), unless the account name
   starts with ``auto_create_account_prefix`` (default ``.``, as in Swift, for internal
   accounts such as ``.expiring_objects``) or the report carries
-  ``X-Backend-Auto-Create: true``; then the report creates the account.
+  ``X-Backend-Auto-Create: true``; then the report creates the account. A report of a
+  deleted container is recorded even in a deleted account (the reaper's way to empty it).
 - DELETE marks the account deleted (status DELETED) whatever it still holds: emptying it
   is the reaper's job. A deleted account answers 404 to reads and reports, and 403 to a
   PUT that would bring it back before the reaper is done.
@@ -20,6 +21,7 @@ from common.config import config_true
 from common.constraints import ACCOUNT_LISTING_LIMIT, check_metadata, check_name
 from common.db import DatabaseAlreadyExists, metadata_updates
 from common.db_app import DatabaseApp, backend_headers, info_headers, no_content, not_found
+from common.db_replicator import handle_replicate
 from common.http import HTTPError, request_path, request_timestamp, split_path
 from common.listing import (
     Subdir,
@@ -37,6 +39,8 @@ REPORT_HEADERS = ("X-Put-Timestamp", "X-Delete-Timestamp", "X-Object-Count", "X-
 
 class AccountApp(DatabaseApp):
     """The account server's WSGI app."""
+
+    allowed_methods = ("GET", "HEAD", "PUT", "POST", "DELETE", "REPLICATE")
 
     log_name = "account-server"
     broker_class = AccountBroker
@@ -109,7 +113,10 @@ class AccountApp(DatabaseApp):
                 broker.initialize(timestamp, account=account)
             except DatabaseAlreadyExists:
                 pass
-        self._live_info(broker)
+        if not (delete_ts > put_ts and broker.exists()):
+            # A deleted account still records its containers going away: that is how
+            # the reaper empties it.
+            self._live_info(broker)
         broker.put_container(
             container,
             put_ts,
@@ -167,6 +174,10 @@ class AccountApp(DatabaseApp):
             for row in rows
         ]
         return listing_response(entries, fmt, content_type, "account", account, headers)
+
+    def REPLICATE(self, req):
+        """Database replication between servers (common.db_replicator)."""
+        return handle_replicate(self, req)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ import time
 from cli.cluster_layout import (
     PART_POWER,
     ClusterLayout,
+    agent_name,
     cluster_info,
     haneul_conf_text,
     proxy_conf_text,
@@ -225,6 +226,8 @@ def running_pids(info):
     for node in info.get("nodes", []):
         if node.get("pid"):
             pids[node["name"]] = node["pid"]
+        if node.get("agent", {}).get("pid"):
+            pids[agent_name(node["name"])] = node["agent"]["pid"]
     return pids
 
 
@@ -238,13 +241,13 @@ def cmd_up(args):
     if old and alive:
         # Keep the recorded layout: restart only what is down (e.g. a node a test killed).
         layout = layout_of(old, layout)
-    wanted = {node["name"]: node for node in layout.nodes()}
-    missing = [name for name in [*wanted, "proxy"] if name not in alive]
+    processes = cluster_processes(layout)
+    missing = [name for name in processes if name not in alive]
     if not missing:
         print(f"cluster in {layout.root} is already running")
         print_summary(old)
         return 0
-    busy = [port for name in missing for port in ports_of(layout, name) if port_in_use(port)]
+    busy = [port for name in missing for port in processes[name][1] if port_in_use(port)]
     if busy:
         raise ClusterError(
             f"ports already in use: {', '.join(map(str, busy))} "
@@ -257,11 +260,7 @@ def cmd_up(args):
     started = {}
     try:
         for name in missing:
-            if name == "proxy":
-                argv = ["serve", "proxy", "-c", layout.proxy_conf]
-            else:
-                argv = ["serve", "storage", "-c", wanted[name]["conf"]]
-            started[name] = pids[name] = start_process(layout, name, argv)
+            started[name] = pids[name] = start_process(layout, name, processes[name][0])
         wait_until_up(layout, pids)
     except BaseException:
         stop_pids(started)
@@ -283,14 +282,18 @@ def layout_of(info, fallback):
     )
 
 
-def ports_of(layout, name):
-    """The ports process ``name`` listens on."""
-    if name == "proxy":
-        return [layout.proxy_port]
+def cluster_processes(layout):
+    """name -> (haneul argv, ports it listens on) for every process of the cluster."""
+    processes = {}
     for node in layout.nodes():
-        if node["name"] == name:
-            return [node["object_port"], node["container_port"], node["account_port"]]
-    return []
+        ports = [node["object_port"], node["container_port"], node["account_port"]]
+        processes[node["name"]] = (["serve", "storage", "-c", node["conf"]], ports)
+        processes[agent_name(node["name"])] = (
+            ["serve", "agent", "-c", node["conf"]],
+            [node["metrics_port"]],
+        )
+    processes["proxy"] = (["serve", "proxy", "-c", layout.proxy_conf], [layout.proxy_port])
+    return processes
 
 
 def print_summary(info):
@@ -332,6 +335,11 @@ def cmd_status(args):
         state = "ok" if ok else "DOWN"
         ports_text = "/".join(map(str, ports))
         print(f"{node['name']:<7} pid {node.get('pid')}  ports {ports_text}  {state}")
+        agent = node.get("agent") or {}
+        ok = pid_alive(agent.get("pid"))
+        all_ok &= ok
+        state = "ok" if ok else "DOWN"
+        print(f"{'  agent':<7} pid {agent.get('pid')}  {agent.get('metrics')}  {state}")
     return 0 if all_ok else 1
 
 

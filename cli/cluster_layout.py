@@ -87,6 +87,7 @@ class ClusterLayout:
                     "object_port": port,
                     "container_port": port + 1,
                     "account_port": port + 2,
+                    "metrics_port": port + 3,
                     "conf": os.path.join(self.etc, f"{name}.conf"),
                     "devices_root": os.path.join(self.root, "data", name),
                     "devices": devices,
@@ -98,8 +99,18 @@ class ClusterLayout:
         """Every port the cluster listens on."""
         ports = [self.proxy_port]
         for node in self.nodes():
-            ports += [node["object_port"], node["container_port"], node["account_port"]]
+            ports += [
+                node["object_port"],
+                node["container_port"],
+                node["account_port"],
+                node["metrics_port"],
+            ]
         return ports
+
+
+def agent_name(node_name):
+    """The process name of a node's background agent."""
+    return f"{node_name}-agent"
 
 
 def write_text(path, text):
@@ -142,7 +153,11 @@ def storage_conf_text(layout, node):
         "[container]\n"
         f"port = {node['container_port']}\n\n"
         "[account]\n"
-        f"port = {node['account_port']}\n"
+        f"port = {node['account_port']}\n\n"
+        "[agent]\n"
+        "# Background daemons of this node (haneul serve agent); counters at /metrics.\n"
+        "metrics_ip = 127.0.0.1\n"
+        f"metrics_port = {node['metrics_port']}\n"
     )
 
 
@@ -185,6 +200,10 @@ def cluster_info(layout, pids):
                 "container_port": node["container_port"],
                 "account_port": node["account_port"],
                 "pid": pids.get(node["name"]),
+                "agent": {
+                    "pid": pids.get(agent_name(node["name"])),
+                    "metrics": f"http://127.0.0.1:{node['metrics_port']}/metrics",
+                },
                 "conf": node["conf"],
                 "devices": node["devices"],
             }

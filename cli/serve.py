@@ -5,7 +5,11 @@
   ``[account] port = 6202``), or one port for all (``[storage] single_port = true``,
   ``[storage] port``) with requests routed by path (``common.router``).
 - ``object``, ``container``, ``account`` run one app alone, on its section's port.
-- ``proxy`` and ``agent`` are not here yet.
+- ``proxy`` runs the proxy pipeline of a ``proxy.conf`` (``proxy.pipeline``), on
+  ``[DEFAULT] bind_ip:bind_port``; its ``proxy_logging`` filter logs the requests, so the
+  runner's own request line is off unless ``log_requests = true``.
+- ``agent`` runs the node's background daemons (``cli.agent``: replicators, auditor,
+  updaters, expirer, reaper) until stopped.
 
 Each app's options are ``[DEFAULT]`` overlaid with its own section; the server options
 (``bind_ip``, ``workers``, ``max_clients``...) come from ``[DEFAULT]`` and ``[storage]``
@@ -28,10 +32,6 @@ APP_CLASSES = {
     "object": ("object_server.server", "ObjectApp"),
     "container": ("container_server.server", "ContainerApp"),
     "account": ("account_server.server", "AccountApp"),
-}
-NOT_YET = {
-    "proxy": "the proxy server arrives with the proxy issue",
-    "agent": "the background agent (replicators, auditor, updater) arrives in a later issue",
 }
 EXIT_ERROR = 2
 
@@ -71,7 +71,10 @@ def load_cluster(defaults):
 def app_factory(kind, conf, secrets, policies):
     """A callable building a fresh ``kind`` app (one per worker process)."""
     module_name, class_name = APP_CLASSES[kind]
-    app_class = getattr(importlib.import_module(module_name), class_name)
+    try:
+        app_class = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as err:  # an install that predates the package: reinstall
+        raise ConfigError(f"cannot load the {kind} app: {err} (pip install -e .?)") from None
     logger = logging.getLogger(f"haneul.{kind}")
     kwargs = {"logger": logger, "hash_secrets": secrets}
     if kind == "object":
@@ -93,6 +96,8 @@ def load_plan(conf_path, kind):
     from common.router import NodeRouter
     from common.wsgi import Listener, ServerOptions
 
+    if kind == "proxy":
+        return load_proxy_plan(conf_path)
     parser = read_conf(conf_path)
     secrets, policies = load_cluster(dict(parser.defaults()))
     kinds = APP_KINDS if kind == "storage" else (kind,)
@@ -122,8 +127,10 @@ def load_plan(conf_path, kind):
             for name in APP_KINDS:
                 app_conf = section(parser, name)
                 port = app_conf.get("port", DEFAULT_PORTS[name])
-                bind_ip = app_conf.get("bind_ip", options.bind_ip).strip()
-                listeners.append(Listener(name, port, factories[name], bind_ip, True))
+                bind_ip = options.bind_ip  # unless the app's own section names another
+                if app_conf.get("bind_ip") != parser.defaults().get("bind_ip"):
+                    bind_ip = app_conf["bind_ip"].strip() or options.bind_ip
+                listeners.append(Listener(name, port, factories[name], bind_ip, is_factory=True))
         _check_distinct_ports(listeners, options.bind_ip)
     return NodePlan(listeners, options, log_level, log_address, sorted(devices_roots))
 
@@ -141,6 +148,29 @@ class _blame:
         if exc_type is not None and issubclass(exc_type, ConfigError):
             raise ConfigError(f"{self.where}: {exc}") from None
         return False
+
+
+def load_proxy_plan(conf_path):
+    """What ``haneul serve proxy`` runs: the pipeline of ``conf_path`` on one listener."""
+    from common.logs import parse_level
+    from common.wsgi import Listener, ServerOptions
+    from proxy.pipeline import build_pipeline, load_server_conf
+
+    conf = load_server_conf(conf_path)  # ConfigErrors name the file and section
+    build_pipeline(conf_path)  # fail now on a bad filter or app option
+    with _blame(conf_path, "DEFAULT"):
+        server_conf = {key: str(value) for key, value in conf.items()}
+        server_conf.setdefault("log_requests", "false")  # proxy_logging logs each request
+        options = ServerOptions(server_conf)
+        listener = Listener(
+            "proxy",
+            conf["bind_port"],
+            lambda: build_pipeline(conf_path),
+            bind_ip=conf["bind_ip"],
+            is_factory=True,
+        )
+        log_level = parse_level(conf["log_level"])
+    return NodePlan([listener], options, log_level, conf.get("log_address", "").strip())
 
 
 def _router_factory(router_class, factories):
@@ -169,7 +199,7 @@ def parse_args(argv):
     )
     parser.add_argument(
         "kind",
-        choices=("storage", *APP_KINDS, *NOT_YET),
+        choices=("storage", *APP_KINDS, "proxy", "agent"),
         help="storage (object+container+account), one app alone, proxy or agent",
     )
     parser.add_argument(
@@ -182,9 +212,10 @@ def main(argv):
     """Run the server; returns the exit code (0 after a graceful stop, 2 on bad config)."""
     args = parse_args(argv)  # argparse exits 2 itself on bad arguments
     prog = f"haneul serve {args.kind}"
-    if args.kind in NOT_YET:
-        print(f"{prog}: not yet available ({NOT_YET[args.kind]})", file=sys.stderr)
-        return EXIT_ERROR
+    if args.kind == "agent":
+        from cli.agent import serve_agent
+
+        return serve_agent(args.conf)
 
     from common.wsgi import prepare_process
 

@@ -1,4 +1,5 @@
-"""Running calls side by side: the one place (with ``common.wsgi``) that imports eventlet.
+"""Running calls side by side: with the runner (``common.wsgi``, ``common.httpserver``),
+the only code that imports eventlet.
 
 Servers and tools call these helpers instead of eventlet itself, so that the green-thread
 library could be swapped without touching them:
@@ -10,6 +11,7 @@ library could be swapped without touching them:
   (a proxy writing to three object servers, a replicator asking its peers).
 - ``run_in_thread`` runs a blocking call (a long fsync, a big SQLite query) in a real OS
   thread, so that other requests keep flowing while it blocks.
+- ``on_signals``, ``wait_readable``, ``fresh_hub`` and ``quiet_hub`` serve the runner.
 """
 
 import os
@@ -99,6 +101,11 @@ def spawn(func, *args, **kwargs):
 def sleep(seconds=0):
     """Yield to other green threads for ``seconds`` (0: just let others run)."""
     eventlet.sleep(seconds)
+
+
+def wait_readable(fileno, timeout=None):
+    """Block this green thread until ``fileno`` is readable (or ``timeout`` passes)."""
+    eventlet.hubs.trampoline(fileno, read=True, timeout=timeout)
 
 
 def run_in_thread(func, *args, **kwargs):

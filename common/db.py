@@ -609,6 +609,46 @@ class DatabaseBroker:
 
         self._run(write, write=True)
 
+    def merge_timestamps(self, put_timestamp, delete_timestamp):
+        """Take another replica's put/delete timestamps where they are newer."""
+        info = self.get_info()
+        changed = False
+        if Timestamp(put_timestamp) > Timestamp(info["put_timestamp"]):
+            changed |= self.update_put_timestamp(put_timestamp)
+        if Timestamp(delete_timestamp) > Timestamp(info["delete_timestamp"]):
+            changed |= self.delete_db(delete_timestamp)  # an account's also marks it DELETED
+        return changed
+
+    def snapshot(self, path):
+        """Copy the database, WAL included, into a new file at ``path``, to send it whole.
+
+        SQLite's backup reads one consistent snapshot and never writes this file, so
+        writers go on meanwhile; the copy is a single self-contained file once closed.
+        """
+        dest = sqlite3.connect(path)
+        try:
+            self.conn.backup(dest)
+        except sqlite3.DatabaseError as err:
+            self._raise_translated(err)
+        finally:
+            dest.close()
+
+    def reset_identity(self, source_id, source_max_row):
+        """Make a whole-file copy of replica ``source_id`` a replica of its own.
+
+        It gets a new id, forgets the source's outgoing sync points, and records that it
+        holds the source's rows up to ``source_max_row``. Returns the new id.
+        """
+        new_id = str(uuid.uuid4())
+
+        def write(conn):
+            self._set_stat(conn, id=new_id)
+            conn.execute("DELETE FROM outgoing_sync")
+
+        self._run(write, write=True)
+        self.merge_syncs([{"remote_id": source_id, "sync_point": source_max_row}])
+        return new_id
+
 
 def _header_case(name):
     return "-".join(part.capitalize() for part in name.split("-"))

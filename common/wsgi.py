@@ -8,10 +8,13 @@ account apps, each on its own port). What it does:
   another server is an error, not a silent share), with ``backlog``.
 - ``workers = 0`` serves in this process; ``workers = N`` forks N children that share the
   listening sockets, and the parent only supervises: a child that dies is replaced
-  (at most once a second per slot, so a crashing app does not spin). ``auto`` is one
-  worker per CPU.
+  (at most once a second per slot, so a crashing app does not spin), and a child whose
+  parent was killed stops by itself. ``auto`` is one worker per CPU. Workers share
+  new connections fairly (``common.httpserver.AcceptBalance``).
 - SIGTERM / SIGINT stop gracefully: stop accepting, let in-flight requests finish for up
-  to ``shutdown_timeout`` seconds, close idle keep-alive connections, exit 0.
+  to ``shutdown_timeout`` seconds (their responses say ``Connection: close``), close idle
+  keep-alive connections, exit 0. A second SIGINT/SIGTERM to a ``workers = 0`` server
+  exits at once.
 - SIGHUP reloads by re-executing the server (same command line) with the listening
   sockets handed over, so no connection is refused: the new process reads the config
   and code afresh and starts new workers; the old workers finish their requests and
@@ -28,7 +31,8 @@ account apps, each on its own port). What it does:
   around its reads and answers 499 without storing anything.
 
 Call ``prepare_process()`` first thing in a server's main, before the apps are imported,
-so that every socket (``http.client`` included) is green.
+so that every socket (``http.client`` included) is green. The HTTP serving itself (accept
+loop, draining, the guarded body) is in ``common.httpserver``.
 """
 
 import errno
@@ -42,24 +46,15 @@ import warnings
 
 from common import concurrency
 from common.config import ConfigError, config_float, config_int, config_true
-from common.logs import RequestLog
+from common.httpserver import AcceptBalance, ClientDisconnect, GreenServer, ServedApp
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore")  # eventlet's maintenance-mode notice (DESIGN 9)
-    import eventlet
-    import eventlet.greenio
-    import eventlet.wsgi
+__all__ = ["ClientDisconnect", "Listener", "ServerOptions", "prepare_process", "run_wsgi", "serve"]
 
 LISTEN_FDS_ENV = "HANEUL_LISTEN_FDS"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SUPERVISOR_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD}
-MINIMUM_WRITE_CHUNK = 65536  # coalesce small body chunks into writes of this size
 RESPAWN_INTERVAL = 1.0  # seconds between two starts of the same worker slot
 PARENT_CHECK_INTERVAL = 1.0  # seconds between a worker's checks that its parent lives
-FRESH_GRACE = 0.5  # seconds a connection accepted just before a stop has to send a request
-DRAIN_POLL = 0.02  # seconds between checks of a draining server's connections
-ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errno.EINTR))
-ACCEPT_BACKOFF = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
 
 SERVER_DEFAULTS = {
     "bind_ip": "127.0.0.1",
@@ -74,16 +69,12 @@ SERVER_DEFAULTS = {
 logger = logging.getLogger("haneul.wsgi")
 
 
-class ClientDisconnect(OSError):
-    """The client closed the connection before sending the whole request body."""
-
-
 class ServerOptions:
     """How to run the servers, read from a config section (strings) with defaults."""
 
     def __init__(self, conf=None):
         conf = {**SERVER_DEFAULTS, **(conf or {})}
-        self.bind_ip = conf["bind_ip"].strip()
+        self.bind_ip = conf["bind_ip"].strip() or SERVER_DEFAULTS["bind_ip"]
         workers = str(conf["workers"]).strip().lower()
         if workers == "auto":
             self.workers = os.cpu_count() or 1
@@ -106,7 +97,7 @@ class Listener:
     (SQLite connections, caches) is never shared between processes.
     """
 
-    def __init__(self, name, port, app, bind_ip=None, is_factory=None):
+    def __init__(self, name, port, app, bind_ip=None, is_factory=False):
         self.name = name
         self.port = config_int(port, f"{name} port", minimum=0)
         self.bind_ip = bind_ip
@@ -136,9 +127,8 @@ def run_wsgi(app, conf, name="haneul", port=None, is_factory=False):
     ``conf`` is a dict of string options: the server options above, plus ``port``.
     """
     options = ServerOptions(conf)
-    listener = Listener(name, port if port is not None else conf.get("port", "0"), app)
-    listener.is_factory = is_factory
-    return serve([listener], options)
+    port = port if port is not None else conf.get("port", "0")
+    return serve([Listener(name, port, app, is_factory=is_factory)], options)
 
 
 def serve(listeners, options, reload_check=None):
@@ -237,61 +227,7 @@ def _exec_self(listeners):
         listener.sock.set_inheritable(False)
 
 
-class _GuardedInput:
-    """``wsgi.input`` that raises ClientDisconnect instead of returning a short body."""
-
-    def __init__(self, wsgi_input, content_length):
-        self._input = wsgi_input
-        self._remaining = content_length
-        self.bytes_read = 0
-
-    def _count(self, data, size):
-        self.bytes_read += len(data)
-        if self._remaining is not None:
-            self._remaining -= len(data)
-            if not data and self._remaining > 0 and size != 0:
-                raise ClientDisconnect(
-                    errno.ECONNRESET,
-                    f"client disconnected with {self._remaining} body bytes unsent",
-                )
-        return data
-
-    def read(self, size=-1):
-        if size is None or size < 0:
-            return self._count(self._input.read(), None)
-        return self._count(self._input.read(size), size)
-
-    def readline(self, size=None):
-        return self._count(self._input.readline(size), size)
-
-    def readlines(self, hint=None):
-        return list(iter(self.readline, b""))
-
-    def __iter__(self):
-        return iter(self.readline, b"")
-
-    def __getattr__(self, name):
-        return getattr(self._input, name)
-
-
-class _ServedApp:
-    """The app as the runner serves it: guarded input, then the request log."""
-
-    def __init__(self, app, log_requests, name):
-        self.inner = app
-        self.app = RequestLog(app, logging.getLogger(f"haneul.{name}")) if log_requests else app
-
-    def __call__(self, environ, start_response):
-        length = environ.get("CONTENT_LENGTH")
-        chunked = environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked"
-        guarded = _GuardedInput(
-            environ["wsgi.input"], None if chunked or not length else int(length)
-        )
-        environ["wsgi.input"] = environ["haneul.client_input"] = guarded
-        return self.app(environ, start_response)
-
-
-def _serve_here(listeners, options, top_level):
+def _serve_here(listeners, options, top_level, balance=None):
     """Serve every listener in this process until a signal; returns the exit code.
 
     ``top_level`` is the process that owns the sockets (``workers = 0``): SIGHUP reloads
@@ -299,9 +235,12 @@ def _serve_here(listeners, options, top_level):
     and ignores repeated signals (its parent kills it if it outstays the timeout).
     """
     servers = [
-        _GreenServer(item, _ServedApp(item.make_app(), options.log_requests, item.name), options)
+        GreenServer(item, ServedApp(item.make_app(), options.log_requests, item.name), options)
         for item in listeners
     ]
+    if balance is not None:
+        for index, server in enumerate(servers):
+            server.balance, server.index = balance, index
     stopping = concurrency.Event()
 
     def stop(action):
@@ -348,90 +287,6 @@ def _watch_parent(parent_pid, stop):
     stop("stop")
 
 
-class _GreenServer:
-    """eventlet's HTTP/1.1 protocol on one listening socket, with our accept loop.
-
-    Our own loop (rather than ``eventlet.wsgi.server``) decides how a stop drains: once
-    accepting stops, responses say ``Connection: close``; a keep-alive connection idle
-    between requests is closed at once, but one accepted just before the stop gets
-    ``FRESH_GRACE`` seconds to send its request, which is then served, not dropped.
-    """
-
-    def __init__(self, listener, app, options):
-        self.name = listener.name
-        self.address = listener.address
-        self.sock = listener.sock
-        self.protocol = eventlet.wsgi.Server(
-            self.sock,
-            self.sock.getsockname(),
-            app,
-            logger,
-            log_output=False,
-            debug=False,
-            keepalive=True,
-            minimum_chunk_size=MINIMUM_WRITE_CHUNK,
-            socket_timeout=options.client_timeout or None,
-        )
-        self.pool = eventlet.GreenPool(options.max_clients)
-        self.connections = {}  # id -> (eventlet's [addr, socket, state], accepted at)
-        self.acceptor = None
-        self.stopped = False
-
-    def start(self, on_failure):
-        self.acceptor = concurrency.spawn(self._accept_forever)
-
-        def failed(acceptor):
-            if not self.stopped:
-                try:
-                    acceptor.wait()
-                except Exception:
-                    logger.exception("%s server stopped accepting", self.name)
-                on_failure()
-
-        self.acceptor.link(failed)
-
-    def _accept_forever(self):
-        while True:
-            try:
-                client, address = self.sock.accept()
-            except OSError as err:
-                if err.errno in ACCEPT_RETRY:
-                    continue
-                if err.errno in ACCEPT_BACKOFF:  # out of fds or memory: let some close
-                    logger.error("%s server cannot accept: %s", self.name, err)
-                    concurrency.sleep(0.1)
-                    continue
-                raise
-            client.settimeout(self.protocol.socket_timeout)
-            conn = [address, client, eventlet.wsgi.STATE_IDLE]
-            self.connections[id(conn)] = (conn, time.monotonic())
-            self.pool.spawn(self.protocol.process_request, conn).link(self._closed, conn)
-
-    def _closed(self, _thread, conn):
-        self.connections.pop(id(conn), None)
-        conn[2] = eventlet.wsgi.STATE_CLOSE
-        eventlet.greenio.shutdown_safe(conn[1])
-        conn[1].close()
-
-    def stop_accepting(self):
-        self.stopped = True
-        if self.acceptor is not None:
-            self.acceptor.kill()
-        self.protocol.keepalive = False  # every response from now on closes its connection
-
-    def drain(self, deadline):
-        """Wait for in-flight requests until ``deadline``; True if none are left."""
-        while self.connections:
-            now = time.monotonic()
-            if now >= deadline:
-                return False
-            for conn, accepted in list(self.connections.values()):
-                if conn[2] == eventlet.wsgi.STATE_IDLE and now - accepted > FRESH_GRACE:
-                    eventlet.greenio.shutdown_safe(conn[1])
-            concurrency.sleep(DRAIN_POLL)
-        return True
-
-
 class _Supervisor:
     """The parent of pre-forked workers: starts them, replaces dead ones, relays signals."""
 
@@ -440,6 +295,7 @@ class _Supervisor:
         self.options = options
         self.reload_check = reload_check
         self.children = {}  # pid -> slot number
+        self.balance = AcceptBalance(options.workers, len(listeners))
         self.last_start = {}  # slot -> time it was last started
         self.clock = time.monotonic
 
@@ -475,16 +331,23 @@ class _Supervisor:
             if now - self.last_start.get(slot, -RESPAWN_INTERVAL) < RESPAWN_INTERVAL:
                 continue  # it died young: wait a little before trying again
             self.last_start[slot] = now
-            pid = os.fork()
+            with warnings.catch_warnings():
+                # eventlet warns on every fork; forking before serving is what we mean.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
             if pid == 0:
-                self._become_worker()
+                self._become_worker(slot)
             self.children[pid] = slot
 
-    def _become_worker(self):
+    def _become_worker(self, slot):
         code = 1
         try:
             concurrency.fresh_hub()
-            code = _serve_here(self.listeners, self.options, top_level=False)
+            balance = None
+            if self.options.workers > 1:
+                balance = self.balance
+                balance.join(slot)
+            code = _serve_here(self.listeners, self.options, top_level=False, balance=balance)
         except BaseException:
             logger.exception("worker failed")
         finally:
@@ -501,6 +364,7 @@ class _Supervisor:
                 return
             slot = self.children.pop(pid, None)
             if slot is not None:
+                self.balance.leave(slot)
                 code = os.waitstatus_to_exitcode(status)
                 logger.warning("worker %d exited (%s); starting another", pid, code)
 
@@ -515,7 +379,7 @@ class _Supervisor:
         if self.reload_check is not None:
             try:
                 self.reload_check()
-            except ConfigError as err:
+            except Exception as err:  # whatever it is, the running servers stay up
                 logger.error("reload refused, still serving the old config: %s", err)
                 return False
         self._signal_children(signal.SIGTERM)  # they drain; the new process reaps them

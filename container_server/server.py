@@ -20,6 +20,7 @@ from common.db_app import (
     no_content,
     not_found,
 )
+from common.db_replicator import handle_replicate
 from common.http import HTTPError, request_path, request_timestamp, split_path
 from common.listing import (
     Subdir,
@@ -37,21 +38,23 @@ SAVED_HEADERS = frozenset(
 )
 
 
-def policy_index(req, required=False):
+def policy_index(req, required=False, header="X-Backend-Storage-Policy-Index"):
     """``X-Backend-Storage-Policy-Index`` as an int, or None when absent (400 if bad)."""
-    value = req.headers.get("X-Backend-Storage-Policy-Index")
+    value = req.headers.get(header)
     if value is None or value.strip() == "":
         if required:
-            raise HTTPError(400, "missing X-Backend-Storage-Policy-Index")
+            raise HTTPError(400, f"missing {header}")
         return None
     value = value.strip()
     if not (value.isascii() and value.isdigit()):
-        raise HTTPError(400, f"bad X-Backend-Storage-Policy-Index: {value!r}")
+        raise HTTPError(400, f"bad {header}: {value!r}")
     return int(value)
 
 
 class ContainerApp(DatabaseApp):
     """The container server's WSGI app."""
+
+    allowed_methods = ("GET", "HEAD", "PUT", "POST", "DELETE", "REPLICATE")
 
     log_name = "container-server"
     broker_class = ContainerBroker
@@ -104,7 +107,10 @@ class ContainerApp(DatabaseApp):
                     timestamp,
                     account=account,
                     container=container,
-                    storage_policy_index=requested or 0,
+                    # No explicit policy: the cluster default the proxy names.
+                    storage_policy_index=requested
+                    if requested is not None
+                    else policy_index(req, header="X-Backend-Storage-Policy-Default") or 0,
                 )
                 created = True
             except DatabaseAlreadyExists:
@@ -227,6 +233,10 @@ class ContainerApp(DatabaseApp):
             {"subdir": str(row)} if isinstance(row, Subdir) else object_entry(*row) for row in rows
         ]
         return listing_response(entries, fmt, content_type, "container", container, headers)
+
+    def REPLICATE(self, req):
+        """Database replication between servers (common.db_replicator)."""
+        return handle_replicate(self, req)
 
     # -- helpers ---------------------------------------------------------------------------
 

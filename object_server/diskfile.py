@@ -1,7 +1,8 @@
 """Objects on disk: the one seam through which object files are found, read and written.
 
 - ``DiskFileManager`` finds objects on a device (by name or by hash), answers suffix
-  hashes for replication, cleans ``tmp/`` and quarantines corrupt hash dirs.
+  hashes and lists partitions' objects for replication, deletes a handoff's copies,
+  cleans ``tmp/`` and quarantines corrupt hash dirs.
 - ``DiskFile`` is one object: ``open()`` reads its current state (data + newest POST
   metadata, or a tombstone), ``reader()`` streams its bytes, ``create()`` starts a new
   ``.data``, ``write_metadata()`` adds a ``.meta``, ``delete()`` writes a ``.ts``.
@@ -28,7 +29,16 @@ from common.hashing import hash_path, load_hash_secrets
 from common.timestamp import Timestamp
 from object_server import layout
 from object_server.filenames import DATA, META, TOMBSTONE, gather, make_filename
-from object_server.hashes import cleanup_hash_dir, get_hashes, invalidate_hash
+from object_server.hashes import (
+    cleanup_hash_dir,
+    get_hashes,
+    invalidate_hash,
+    list_partitions,
+    purge_files,
+    read_object_state,
+    remove_empty_partition,
+    yield_object_states,
+)
 from object_server.metadata import MetadataError, read_metadata, write_metadata
 
 NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -140,6 +150,30 @@ class DiskFileManager:
         """``{suffix: md5-hex}`` of a partition (see object_server.hashes)."""
         return get_hashes(dev_path, partition, policy_index, recalculate, self.reclaim_age)
 
+    # -- replication: what a partition holds, and moving a handoff's copy away -----------
+
+    def partitions(self, dev_path, policy_index=0):
+        """The partition numbers that have a directory on a device, sorted."""
+        return list_partitions(layout.objects_dir(dev_path, policy_index))
+
+    def yield_hashes(self, dev_path, partition, policy_index=0, suffixes=None):
+        """An ObjectState per object of a partition (or of some of its suffixes)."""
+        part_dir = layout.partition_dir(dev_path, partition, policy_index)
+        return yield_object_states(part_dir, suffixes)
+
+    def object_state(self, dev_path, partition, policy_index, obj_hash):
+        """The ObjectState of one object; None if it has no data file or tombstone."""
+        return read_object_state(layout.hash_dir(dev_path, partition, policy_index, obj_hash))
+
+    def purge(self, dev_path, partition, policy_index, obj_hash, filenames):
+        """Delete the named files of an object (see object_server.hashes.purge_files)."""
+        purge_files(layout.hash_dir(dev_path, partition, policy_index, obj_hash), filenames)
+
+    def remove_partition_if_empty(self, dev_path, partition, policy_index=0):
+        """Rehash a partition and delete its directory if no object is left; True if gone."""
+        get_hashes(dev_path, partition, policy_index, (), self.reclaim_age)
+        return remove_empty_partition(layout.partition_dir(dev_path, partition, policy_index))
+
     def quarantine(self, dev_path, policy_index, hash_dir, reason=""):
         """Move a hash dir to ``<dev>/quarantined/objects[-N]/<hash>``; return where to."""
         obj_hash = os.path.basename(hash_dir.rstrip("/"))
@@ -191,6 +225,7 @@ class DiskFile:
         self._fd = None
         self._metadata = None
         self._datafile_metadata = None
+        self._meta_metadata = None
         self._data_timestamp = None
         self._content_length = None
 
@@ -251,6 +286,7 @@ class DiskFile:
         self.close()
         self._fd = fd
         self._datafile_metadata = data_metadata
+        self._meta_metadata = meta_metadata
         self._metadata = merge_metadata(data_metadata, meta_metadata)
         self._data_timestamp = datafile.timestamp
         self._content_length = content_length
@@ -321,6 +357,11 @@ class DiskFile:
     def get_datafile_metadata(self):
         self._need_open()
         return dict(self._datafile_metadata)
+
+    def get_meta_metadata(self):
+        """The newest .meta's own metadata (None without one), as replication sends it."""
+        self._need_open()
+        return None if self._meta_metadata is None else dict(self._meta_metadata)
 
     @property
     def timestamp(self):

@@ -9,6 +9,10 @@ obsolete files away, so two nodes holding the same objects at the same timestamp
 Both files are only touched under an flock on ``<part>/.lock``. Hashing itself runs
 without the lock; the ``gen`` counter tells a slow hasher that someone saved in the
 meantime, and it starts again rather than overwrite newer knowledge.
+
+For replication, ``yield_object_states`` lists what the hash dirs of some suffixes hold
+(one ObjectState each, read-only), and a handoff partition whose objects have reached
+their primaries is taken apart with ``purge_files`` and ``remove_empty_partition``.
 """
 
 import errno
@@ -18,6 +22,7 @@ import logging
 import os
 import time
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import msgpack
 
@@ -25,6 +30,8 @@ from common.fileops import atomic_write_bytes
 from common.timestamp import Timestamp
 from object_server import layout
 from object_server.filenames import gather
+
+PARTITION_HOUSEKEEPING = frozenset({layout.HASHES_FILE, layout.INVALID_FILE, layout.LOCK_FILE})
 
 LOCK_TIMEOUT = 10.0
 MAX_ATTEMPTS = 5
@@ -199,3 +206,104 @@ def get_hashes(dev_path, partition, policy_index, recalculate=(), reclaim_age=No
         # Someone saved between our two looks: start again from what they saved.
     logger.warning("%s kept changing while hashing; returning unsaved hashes", part_dir)
     return hashes
+
+
+# -- replication: listing a partition's objects, removing a handoff partition ---------
+
+
+class ObjectState(NamedTuple):
+    """What one hash dir holds, as replication compares it with another node's."""
+
+    hash: str
+    timestamp: Timestamp  # of the .data, or of the tombstone when deleted
+    deleted: bool
+    meta_timestamp: Timestamp | None  # of a .meta newer than the data
+    filenames: tuple  # the files that make this state
+
+
+def _listdir(path):
+    try:
+        return os.listdir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def list_partitions(objects_dir):
+    """The partition numbers that have a directory under an objects dir, sorted."""
+    return sorted(int(n) for n in _listdir(objects_dir) if n.isascii() and n.isdigit())
+
+
+def yield_object_states(part_dir, suffixes=None):
+    """An ObjectState for each object in a partition's suffixes (all of them by default).
+
+    Read-only: obsolete files are not cleaned (hashing does that). Hash dirs without a
+    data file or tombstone (an orphan .meta, an EC write in flight) are skipped.
+    """
+    if suffixes is None:
+        suffixes = [s for s in _listdir(part_dir) if layout.is_suffix(s)]
+    for suffix in sorted(suffixes):
+        suffix_dir = os.path.join(part_dir, suffix)
+        for obj_hash in sorted(_listdir(suffix_dir)):
+            if not layout.is_hash(obj_hash):
+                continue
+            state = read_object_state(os.path.join(suffix_dir, obj_hash))
+            if state is not None:
+                yield state
+
+
+def read_object_state(hash_dir):
+    """The ObjectState of one hash dir; None if it holds no data file or tombstone."""
+    ondisk = gather(_listdir(hash_dir))
+    if ondisk.base is None:
+        return None
+    return ObjectState(
+        os.path.basename(hash_dir),
+        ondisk.base.timestamp,
+        ondisk.deleted,
+        ondisk.meta.timestamp if ondisk.meta else None,
+        tuple(info.filename for info in ondisk.kept()),
+    )
+
+
+def purge_files(hash_dir, filenames):
+    """Delete the named files of a hash dir, and the dir if that empties it.
+
+    Files already gone are fine; files not named (a newer write) stay. The suffix is
+    marked for rehashing.
+    """
+    for name in filenames:
+        try:
+            os.unlink(os.path.join(hash_dir, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(hash_dir)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+            raise
+    suffix_dir = os.path.dirname(hash_dir)
+    if os.path.isdir(suffix_dir):
+        invalidate_hash(suffix_dir)
+
+
+def remove_empty_partition(part_dir):
+    """Delete a partition dir that holds nothing but its hash files; True if it is gone.
+
+    Runs under the partition lock and only ever rmdirs, so a write that lands meanwhile
+    (it creates its suffix dir first) keeps the partition.
+    """
+    try:
+        with partition_lock(part_dir):
+            names = set(os.listdir(part_dir))
+            if names - PARTITION_HOUSEKEEPING:
+                return False
+            for name in names:
+                os.unlink(os.path.join(part_dir, name))
+            os.rmdir(part_dir)
+    except FileNotFoundError:
+        return True
+    except OSError as err:
+        if err.errno == errno.ENOTEMPTY:
+            return False
+        raise
+    return True

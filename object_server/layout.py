@@ -27,6 +27,23 @@ def policy_dir_name(base, policy_index):
     return base if policy_index == 0 else f"{base}-{policy_index}"
 
 
+def policy_indexes(dev_path, base="objects"):
+    """The policy indexes that have a ``base[-N]`` dir on a device (``async_pending`` too)."""
+    try:
+        names = os.listdir(dev_path)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    found = []
+    for name in names:
+        if name == base:
+            found.append(0)
+        elif name.startswith(base + "-"):
+            index = name[len(base) + 1 :]
+            if index.isascii() and index.isdigit() and index == str(int(index)) != "0":
+                found.append(int(index))
+    return sorted(found)
+
+
 def objects_dir(dev_path, policy_index):
     return os.path.join(dev_path, policy_dir_name("objects", policy_index))
 

@@ -2,7 +2,8 @@
 
 ``METHOD /<device>/<partition>/<account>/<container>/<object>`` with ``X-Timestamp`` and
 ``X-Backend-Storage-Policy-Index``; ``REPLICATE /<device>/<partition>[/<suf>-<suf>...]``
-answers the partition's suffix hashes as msgpack. Every object file goes through
+answers the partition's suffix hashes as msgpack; ``SSYNC /<device>/<partition>`` takes
+objects pushed by a replicator (object_server.ssync). Every object file goes through
 object_server.diskfile. Header values arrive as WSGI (latin-1) strings; user-visible
 ones are decoded to UTF-8 ``str`` here, once, and encoded back on the way out.
 """
@@ -13,6 +14,7 @@ import uuid
 import msgpack
 from webob import Response
 
+from common import expiring
 from common.byteranges import (
     content_range,
     multipart_length,
@@ -23,12 +25,16 @@ from common.byteranges import (
 from common.config import config_float, config_int, config_true
 from common.constraints import MAX_FILE_SIZE, check_metadata, check_name
 from common.devices import check_partition, device_path
-from common.hashing import load_hash_secrets
+from common.hashing import hash_path, load_hash_secrets
 from common.http import HTTPError, WSGIApp, request_path, request_timestamp, split_path
 from common.policies import load_policies
 from common.timestamp import TICKS_PER_SECOND
 from object_server import conditions, layout
-from object_server.container_update import container_target, update_container
+from object_server.container_update import (
+    ContainerTarget,
+    container_target,
+    update_container,
+)
 from object_server.diskfile import (
     DEFAULT_RECLAIM_AGE,
     DiskFileCollision,
@@ -39,6 +45,7 @@ from object_server.diskfile import (
     is_no_space,
 )
 from object_server.hashes import LockTimeout
+from object_server.ssync_receiver import handle_ssync
 
 DEFAULT_ALLOWED_HEADERS = (
     "Content-Disposition, Content-Encoding, X-Delete-At, X-Object-Manifest, "
@@ -93,7 +100,7 @@ def backend_timestamp_headers(timestamp):
 class ObjectApp(WSGIApp):
     """The object server WSGI app (see the module doc and ``etc/storage.conf``)."""
 
-    allowed_methods = ("GET", "HEAD", "PUT", "POST", "DELETE", "REPLICATE")
+    allowed_methods = ("GET", "HEAD", "PUT", "POST", "DELETE", "REPLICATE", "SSYNC")
     log_name = "haneul.object"
 
     def __init__(self, conf=None, logger=None, hash_secrets=None, policies=None):
@@ -260,6 +267,8 @@ class ObjectApp(WSGIApp):
         headers["X-Timestamp"] = ts.internal
         headers["X-Backend-Storage-Policy-Index"] = str(df.policy_index)
         headers["X-Trans-Id"] = req.environ.get("haneul.trans_id", "")
+        # On a single-port node a row DELETE looks like an object DELETE (common.router).
+        headers["X-Backend-Server-Type"] = "container"
         try:
             update_container(
                 target,
@@ -280,6 +289,44 @@ class ObjectApp(WSGIApp):
                 raise HTTPError(507, "no space left for the container update") from None
             raise
 
+    def _update_expiring_queue(self, req, queue, old_delete_at, new_delete_at, names, df, ts):
+        """Add the expirer's queue row of a new X-Delete-At and drop the old one's.
+
+        Only rows in the queue container the request names (``X-Delete-At-*``, from the
+        proxy) can be reached; see common.expiring for why a missed row is harmless.
+        """
+        if queue is None or old_delete_at == new_delete_at:
+            return
+        trans_id = req.environ.get("haneul.trans_id", "")
+        for op, delete_at in (("PUT", new_delete_at), ("DELETE", old_delete_at)):
+            if not delete_at or expiring.bucket_for(delete_at) != queue.container:
+                continue
+            entry = expiring.entry_name(delete_at, *names)
+            headers = expiring.row_headers(op, ts, df.policy_index, trans_id)
+            row_hash = hash_path(
+                expiring.EXPIRING_ACCOUNT,
+                queue.container,
+                entry,
+                secrets=self.diskfiles.hash_secrets,
+            )
+            try:
+                update_container(
+                    ContainerTarget(queue.hosts, queue.devices, queue.partition),
+                    op,
+                    expiring.EXPIRING_ACCOUNT,
+                    queue.container,
+                    entry,
+                    headers,
+                    df.dev_path,
+                    row_hash,
+                    ts,
+                    0,
+                    conn_timeout=self.conn_timeout,
+                    timeout=self.container_update_timeout,
+                )
+            except OSError as err:
+                self.logger.error("cannot queue %s of %s for the expirer: %s", op, entry, err)
+
     # -- verbs ------------------------------------------------------------------------
 
     def PUT(self, req):
@@ -294,9 +341,10 @@ class ObjectApp(WSGIApp):
         client_etag = req.headers.get("ETag")
         client_etag = conditions.normalize_etag(client_etag).lower() if client_etag else None
         target = container_target(req.headers)
+        queue = expiring.queue_target(req.headers)
         dev_path, df = self._diskfile(device, part, account, container, obj, policy_index)
 
-        exists, orig_ts, _ = self._current_state(df)
+        exists, orig_ts, orig_metadata = self._current_state(df)
         if if_none_match is not None and exists:
             raise HTTPError(412, "object exists", backend_timestamp_headers(orig_ts))
         if orig_ts is not None and orig_ts >= ts:
@@ -325,6 +373,9 @@ class ObjectApp(WSGIApp):
         }
         names = (account, container, obj)
         self._send_container_update(req, target, "PUT", names, update_headers, dev_path, df, ts)
+        old_delete_at = orig_metadata.get("X-Delete-At")
+        new_delete_at = user_metadata.get("X-Delete-At")
+        self._update_expiring_queue(req, queue, old_delete_at, new_delete_at, names, df, ts)
         resp = Response(status="201 Created", headerlist=[("Content-Type", "text/plain")])
         resp.headers["ETag"] = f'"{etag}"'
         return resp
@@ -334,10 +385,12 @@ class ObjectApp(WSGIApp):
         ts = self._timestamp(req)
         user_metadata = self._metadata_headers(req)
         content_type = self._content_type(req, default=None)
+        queue = expiring.queue_target(req.headers)
         _, df = self._diskfile(device, part, account, container, obj, policy_index)
         try:
             with df.open():
                 orig_ts = df.timestamp
+                old_delete_at = df.get_metadata().get("X-Delete-At")
         except DiskFileNotExist as err:
             raise HTTPError(404, "", backend_timestamp_headers(err.timestamp)) from None
         except DiskFileCollision as err:
@@ -352,6 +405,9 @@ class ObjectApp(WSGIApp):
             df.write_metadata(metadata)
         except DiskFileNoSpace:
             raise HTTPError(507, "no space left on device") from None
+        new_delete_at = user_metadata.get("X-Delete-At")
+        names = (account, container, obj)
+        self._update_expiring_queue(req, queue, old_delete_at, new_delete_at, names, df, ts)
         return Response(status="202 Accepted", headerlist=[("Content-Type", "text/plain")])
 
     def DELETE(self, req):
@@ -361,6 +417,7 @@ class ObjectApp(WSGIApp):
         if if_delete_at is not None:
             if_delete_at = str(digits(if_delete_at, "X-If-Delete-At (an integer)"))
         target = container_target(req.headers)
+        queue = expiring.queue_target(req.headers)
         dev_path, df = self._diskfile(device, part, account, container, obj, policy_index)
 
         exists, orig_ts, orig_metadata = self._current_state(df)
@@ -377,6 +434,8 @@ class ObjectApp(WSGIApp):
             raise HTTPError(507, "no space left on device") from None
         names = (account, container, obj)
         self._send_container_update(req, target, "DELETE", names, {}, dev_path, df, ts)
+        old_delete_at = orig_metadata.get("X-Delete-At")
+        self._update_expiring_queue(req, queue, old_delete_at, None, names, df, ts)
         if exists:
             return Response(status="204 No Content", headerlist=[])
         raise HTTPError(404, "", backend_timestamp_headers(ts))
@@ -477,6 +536,9 @@ class ObjectApp(WSGIApp):
             ],
             app_iter=[body],
         )
+
+    def SSYNC(self, req):
+        return handle_ssync(self, req)
 
 
 def app_factory(conf, logger=None):

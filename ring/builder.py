@@ -302,7 +302,7 @@ class RingBuilder:
         # ring.placement.build_sequence); few enough to stay cheap with many devices.
         orders = [
             topo.interleaved_devices(rng)
-            for _ in range(max(1, min(ORDERS, ORDER_BUDGET // len(live))))
+            for _ in range(max(1, min(ORDERS, ORDER_BUDGET // len(self.devs))))
         ]
         wanted = topo.device_counts(whole * parts + short, parts, orders[0])
         old = self._table or []
@@ -553,7 +553,8 @@ class RingBuilder:
         builder._last_moved = record["last_moved"]
         rows = record["table"]
         for r, row in enumerate(rows or []):
-            if not row or len(row) > parts or (r < len(rows) - 1 and len(row) != parts):
+            # Every row is full but the last, and that one too if it is the only one.
+            if not row or len(row) > parts or (r < max(1, len(rows) - 1) and len(row) != parts):
                 raise BuilderError(f"replica row {r} has {len(row)} entries for {parts} parts")
             if min(row) < UNASSIGNED or max(row) >= len(builder.devs):
                 raise BuilderError(f"replica row {r} names a device out of range")

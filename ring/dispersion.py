@@ -10,30 +10,75 @@ dispersion figure checks against the topology's own maximum
 from collections import Counter
 
 from ring.devices import format_ip
+from ring.tiers import LEVELS
 
 UNASSIGNED = -1
 
 
-def violation(devs, checks, dead):
-    """The first over-full tier of a partition on ``devs``, or None if it is fine.
+def violation(devs, checks, dead, floors=()):
+    """The first broken rule of a partition on ``devs``, or None if it is fine.
 
-    Returns ``(None, dev)`` for a replica on a device that may hold none, else
-    ``(tier_of, tier)`` for the highest tier holding more replicas than its cap.
+    Returns ``("dead", None, dev)`` for a replica on a device that may hold none,
+    ``("over", tier_of, tier)`` for the highest tier holding more replicas than its cap,
+    and, only if ``floors`` (pairs ``(tier_of, {tier: floor})``) are given, ``("short",
+    tier_of, tier)`` for a tier holding fewer than its floor.
     """
     for dev in devs:
         if dead[dev]:
-            return None, dev
+            return "dead", None, dev
     count = len(devs)
     for tier_of, caps in checks:
         ids = [tier_of[d] for d in devs]
         distinct = set(ids)
         if len(distinct) == count:
             # Distinct here means distinct at every level below, where caps are >= 1.
-            return None
+            break
         for tier in distinct:
             if ids.count(tier) > caps[tier]:
-                return tier_of, tier
+                return "over", tier_of, tier
+    for tier_of, level_floors in floors:
+        ids = [tier_of[d] for d in devs]
+        for tier, floor in level_floors.items():
+            if ids.count(tier) < floor:
+                return "short", tier_of, tier
     return None
+
+
+def fits(devs, dev, checks):
+    """True if ``dev`` can join a partition now on ``devs`` without breaking a cap."""
+    if dev in devs:
+        return False
+    for tier_of, caps in checks:
+        tier = tier_of[dev]
+        held = 0
+        for other in devs:
+            if tier_of[other] == tier:
+                held += 1
+        if held >= caps[tier]:
+            return False
+    return True
+
+
+def build_floors(topo, count):
+    """The ``(tier_of, {tier: floor})`` pairs of the levels where floors bind."""
+    return [
+        (topo.tier_of[level], floors) for level, floors in enumerate(topo.floors(count)) if floors
+    ]
+
+
+def shortfall(devs, floors):
+    """Replicas a partition on ``devs`` still needs to meet its floors (the most at any
+    one level: a replica counts once per level)."""
+    worst = 0
+    for tier_of, level_floors in floors:
+        held = {}
+        for dev in devs:
+            tier = tier_of[dev]
+            if tier in level_floors:
+                held[tier] = held.get(tier, 0) + 1
+        need = sum(max(0, floor - held.get(tier, 0)) for tier, floor in level_floors.items())
+        worst = max(worst, need)
+    return worst
 
 
 def live_tiers(topo, level):
@@ -65,7 +110,7 @@ def positions(row, value):
     return found
 
 
-def suspects(rows, parts, topo, caps_for):
+def suspects(rows, parts, topo, caps_for, with_floors=False):
     """Partitions that might break a cap (``caps_for(count)`` gives the per-level caps):
     a superset, cheap to find, for the caller to check one by one with :func:`violation`.
 
@@ -73,6 +118,8 @@ def suspects(rows, parts, topo, caps_for):
     ``c`` being the level's smallest cap, cannot overflow; and once a level with all
     caps 1 is distinct, so are all levels below it. Testing ``len(set(...))`` per
     partition over mapped rows is far cheaper than counting tiers per partition.
+    ``with_floors``: every partition of a count whose floors bind is a suspect too
+    (floors bind only in lopsided topologies, so this is rarely the slow path).
     """
     found = set()
     dead = [d for d, w in enumerate(topo.weights) if w <= 0]
@@ -89,6 +136,9 @@ def suspects(rows, parts, topo, caps_for):
     if short < parts:
         groups.append((short, len(full), [row[short:] for row in full]))
     for first, count, group in groups:
+        if with_floors and build_floors(topo, count):
+            found.update(range(first, first + len(group[0])))
+            continue
         caps = caps_for(count)
         for level in range(4):
             live = [caps[level][t] for t in live_tiers(topo, level)]
@@ -182,7 +232,7 @@ def dispersion_detail(rows, parts, topo):
                     hists[level][tier, held] += 1
     limits = topo.topology_max(most)
     detail = {}
-    for level, level_name in enumerate(("region", "zone", "server", "device")):
+    for level, level_name in enumerate(LEVELS):
         tiers = range(len(topo.names[level])) if level < 3 else topo.live_devs
         placed = {}
         for (tier, held), n in hists[level].items():

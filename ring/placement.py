@@ -2,31 +2,38 @@
 
 The table is a list of rows, ``rows[r][p]`` = dev id holding replica ``r`` of partition
 ``p`` (-1 while unassigned); every row has one entry per partition except a shorter last
-row for a fractional replica count. One :class:`Placement` runs one rebalance:
+row for a fractional replica count. Each tier may hold at most its *cap* and at least
+its *floor* of a partition's replicas (:mod:`ring.tiers`), and each device should hold
+its count. One :class:`Placement` runs one rebalance:
 
-1. *gather*: take replicas off devices being removed (always), and off tiers that hold
-   more replicas of a partition than their cap (only where ``min_part_hours`` allows);
+1. *gather*: take replicas off devices being removed (always), and off tiers that break
+   a cap or floor (only where ``min_part_hours`` allows);
 2. *fill*: an empty table is filled in one sweep from a device sequence that interleaves
    tiers, so neighbouring entries (one partition's replicas) land in different tiers;
 3. *place*: each gathered replica goes to the next device in a sequence of the devices
-   that are short of their count, skipping those the partition's caps rule out;
-4. *balance*: partition-replicas move straight from devices over their count to devices
-   under it, where the caps allow; where no direct move fits, along a short chain of
-   moves on different partitions (over -> w1 -> ... -> under), until the counts match.
+   that are short of their count, skipping those the partition's rules rule out;
+4. *balance*: replicas move straight from devices over their count to devices under
+   it; then, if devices are still short, a relaxed pass also moves replicas out of
+   over-full tiers (the next ordinary pass refills within the tier); what is left goes
+   along chains of moves (:mod:`ring.chains`).
 
-Only the caps, the counts and the partition's current replicas are consulted per move,
-so the work is one cheap check per replica touched plus a linear scan or two.
+Only the rules, the counts and the partition's current replicas are consulted per move,
+so the work is one cheap check per replica touched plus a few linear scans.
 """
 
 from array import array
 
+from ring.chains import ChainSearch
 from ring.dispersion import (
     UNASSIGNED,
     build_checks,
+    build_floors,
     dead_flags,
     dev_counts,
+    fits,
     live_tiers,
     positions,
+    shortfall,
     suspects,
     violation,
 )
@@ -35,25 +42,7 @@ from ring.tiers import Topology
 # How far ahead in the device sequence a replica may look for a device it fits on.
 LOOKAHEAD = 64
 # Balance passes over the table; later passes see what earlier moves made possible.
-BALANCE_PASSES = 2
-# Chains of moves: replicas sampled per device, and fit checks in all.
-CHAIN_SAMPLE = 48
-CHAIN_BUDGET = 300_000
-
-
-def fits(devs, dev, checks):
-    """True if ``dev`` can join a partition now on ``devs`` without breaking a cap."""
-    if dev in devs:
-        return False
-    for tier_of, caps in checks:
-        tier = tier_of[dev]
-        held = 0
-        for other in devs:
-            if tier_of[other] == tier:
-                held += 1
-        if held >= caps[tier]:
-            return False
-    return True
+BALANCE_PASSES = 4
 
 
 def build_sequence(need, orders):
@@ -91,6 +80,7 @@ def build_sequence(need, orders):
 
 
 def _level_of(topo, tier_of):
+    """The level whose device-to-tier map is ``tier_of``."""
     return next(level for level, mapping in enumerate(topo.tier_of) if mapping is tier_of)
 
 
@@ -118,13 +108,16 @@ class Placement:
         self.short = len(rows[-1]) if rows and len(rows[-1]) < parts else 0
         self.counts = dev_counts(rows, len(wanted))
         self.delta = [w - c for w, c in zip(wanted, self.counts, strict=True)]
+        self._sum_tier_deltas()
         self.fresh = [bytearray(len(row)) for row in rows]
         self.dead = dead_flags(topo)
         self.checks = {}
+        self.floors = {}
         self._keys = {}
         for count in {self.nfull, self.nfull + (1 if self.short else 0)}:
             if count:
                 self.checks[count] = build_checks(topo, topo.caps(count), count)
+                self.floors[count] = build_floors(topo, count)
 
     # -- small helpers -----------------------------------------------------------------
 
@@ -132,17 +125,59 @@ class Placement:
         """Row indexes that hold a replica of ``part``."""
         return range(self.nfull + 1 if part < self.short else self.nfull)
 
+    def complete_ok(self, devs, count):
+        """Floors hold for a whole partition on ``devs`` (caps are checked apart)."""
+        floors = self.floors[count]
+        return not floors or not shortfall(devs, floors)
+
+    def _sum_tier_deltas(self):
+        """Per level above devices, how far each tier is short (+) or over (-)."""
+        self.tier_delta = []
+        for level in range(3):
+            sums = [0] * len(self.topo.names[level])
+            tier_of = self.topo.tier_of[level]
+            for dev, d in enumerate(self.delta):
+                if tier_of[dev] >= 0:
+                    sums[tier_of[dev]] += d
+            self.tier_delta.append(sums)
+
+    def _surplus(self, dev):
+        """Sort key: replicas on the most over-full region, zone, server, device first."""
+        tier_of = self.topo.tier_of
+        return (*(self.tier_delta[i][tier_of[i][dev]] for i in range(3)), self.delta[dev])
+
+    def _in_surplus(self, dev):
+        """The device's region, zone or server holds more than its target."""
+        tier_of = self.topo.tier_of
+        return any(self.tier_delta[i][tier_of[i][dev]] < 0 for i in range(3))
+
+    def _tier_gain(self, src, dst):
+        """Moving a replica from ``src`` to ``dst`` leaves an over-full tier for one that
+        is short, at the highest level where the two devices differ."""
+        tier_of = self.topo.tier_of
+        for i in range(3):
+            a, b = tier_of[i][src], tier_of[i][dst]
+            if a != b:
+                return self.tier_delta[i][a] < 0 < self.tier_delta[i][b]
+        return False
+
     def _assign(self, r, part, dev):
         self.rows[r][part] = dev
         self.fresh[r][part] = 1
         self.counts[dev] += 1
         self.delta[dev] -= 1
+        for level, sums in enumerate(self.tier_delta):
+            sums[self.topo.tier_of[level][dev]] -= 1
 
     def _unassign(self, r, part):
         dev = self.rows[r][part]
         self.rows[r][part] = UNASSIGNED
         self.counts[dev] -= 1
         self.delta[dev] += 1
+        for level, sums in enumerate(self.tier_delta):
+            tier = self.topo.tier_of[level][dev]
+            if tier >= 0:  # -1: an empty device slot being drained
+                sums[tier] += 1
         if not self.fresh[r][part] and self.sticky:
             self.locked[part] = 1
 
@@ -187,31 +222,50 @@ class Placement:
             flags[:] = b"\x01" * len(flags)
         self.counts = list(self.wanted)
         self.delta = [0] * len(self.wanted)
+        self._sum_tier_deltas()
 
     def gather_dispersion(self, forced):
-        """Unassign replicas that put a tier over its cap (where min_part_hours allows)."""
+        """Unassign replicas that put a tier over its cap or under its floor, or sit on
+        a device that may hold none (where min_part_hours allows)."""
         rows, dead = self.rows, self.dead
-        for part in suspects(rows, self.parts, self.topo, self.topo.caps):
+        for part in suspects(rows, self.parts, self.topo, self.topo.caps, with_floors=True):
             replica_rows = self.replica_rows(part)
-            checks = self.checks[len(replica_rows)]
+            count = len(replica_rows)
             devs = [rows[r][part] for r in replica_rows]
             devs = [d for d in devs if d != UNASSIGNED]
-            if violation(devs, checks, dead) is not None:
-                self._fix_part(part, checks, forced)
+            floors = self.floors[count] if len(devs) == count else ()
+            if violation(devs, self.checks[count], dead, floors) is not None:
+                self._fix_part(part, count, forced)
 
-    def _fix_part(self, part, checks, forced):
+    def _fix_part(self, part, count, forced):
+        """Unassign replicas of ``part`` until no rule is broken (or what would have to
+        move may not): off dead devices and over-full tiers; and, for a tier short of
+        its floor, one replica from a tier that can spare it (placing it again will
+        then have to fill the short tier)."""
         rows, fresh = self.rows, self.fresh
         while True:
             slots = [(r, rows[r][part]) for r in self.replica_rows(part)]
             slots = [(r, d) for r, d in slots if d != UNASSIGNED]
-            found = violation([d for _, d in slots], checks, self.dead)
+            devs = [d for _, d in slots]
+            floors = self.floors[count] if len(slots) == count else ()
+            found = violation(devs, self.checks[count], self.dead, floors)
             if found is None:
                 return
-            tier_of, tier = found
-            if tier_of is None:
+            kind, tier_of, tier = found
+            if kind == "dead":
                 candidates = [(r, d) for r, d in slots if d == tier]
-            else:
+            elif kind == "over":
                 candidates = [(r, d) for r, d in slots if tier_of[d] == tier]
+            else:
+                level_floors = next(f for t, f in floors if t is tier_of)
+                held = {}
+                for d in devs:
+                    held[tier_of[d]] = held.get(tier_of[d], 0) + 1
+                candidates = [
+                    (r, d)
+                    for r, d in slots
+                    if tier_of[d] != tier and held[tier_of[d]] > level_floors.get(tier_of[d], 0)
+                ]
             movable = [
                 (not fresh[r][part], self.delta[d], self.rng.random(), r)
                 for r, d in candidates
@@ -231,23 +285,30 @@ class Placement:
         seq = build_sequence([max(0, d) for d in delta], self.orders)
         ptr, end_seq = 0, len(seq)
         for part in sorted(forced):
-            checks = self.checks[len(self.replica_rows(part))]
+            count = len(self.replica_rows(part))
+            checks, floors = self.checks[count], self.floors[count]
             devs = [rows[r][part] for r in self.replica_rows(part)]
             devs = [d for d in devs if d != UNASSIGNED]
             for r in forced[part]:
+                # With floors, leave room for the replicas the short tiers still need.
+                room = count - len(devs) - 1
                 while ptr < end_seq and delta[seq[ptr]] <= 0:
                     ptr += 1
                 chosen = UNASSIGNED
                 for i in range(ptr, min(end_seq, ptr + LOOKAHEAD)):
                     dev = seq[i]
-                    if delta[dev] > 0 and fits(devs, dev, checks):
+                    if (
+                        delta[dev] > 0
+                        and fits(devs, dev, checks)
+                        and (not floors or shortfall([*devs, dev], floors) <= room)
+                    ):
                         seq[i] = seq[ptr]
                         seq[ptr] = dev
                         ptr += 1
                         chosen = dev
                         break
                 if chosen == UNASSIGNED:
-                    chosen = self._best_device(devs, len(self.replica_rows(part)))
+                    chosen = self._best_device(devs, count)
                 self._assign(r, part, chosen)
                 devs.append(chosen)
 
@@ -256,9 +317,13 @@ class Placement:
         fits; failing that, the one that overfills the fewest caps (highest tiers
         first), then shares the fewest tiers, then is the most wanting."""
         topo, delta = self.topo, self.delta
-        keys = self._tier_keys(count)[0]
-        full = self._blocked(devs, count)
+        keys = self.tier_keys(count)[0]
+        full = self.blocked(devs, count)
         fitting = [d for d in topo.live_devs if full.isdisjoint(keys[d])]
+        floors = self.floors[count]
+        if floors:
+            room = count - len(devs) - 1
+            fitting = [d for d in fitting if shortfall([*devs, d], floors) <= room]
         if fitting:
             return min(fitting, key=lambda d: (-delta[d], self.rank.get(d, 0)))
         checked = {id(tier_of): caps for tier_of, caps in self.checks[count]}
@@ -284,58 +349,82 @@ class Placement:
         return best
 
     def balance(self):
-        """Move replicas from devices over their count to devices under it: first
-        directly, then along chains of moves where no direct move fits."""
+        """Move replicas from devices over their count to devices under it: directly,
+        then by relaxed passes, then along chains of moves (see the module notes)."""
+        relaxed = False
         for _ in range(BALANCE_PASSES):
-            short = sum(d for d in self.delta if d > 0)
-            # Another pass is worth its scan only after one that got somewhere.
-            if self._direct_moves() * 10 < short:
+            if not any(d > 0 for d in self.delta):
+                return
+            # An ordinary pass that leaves devices short has done what it can; a
+            # relaxed one may free the way, and the ordinary pass after it refills the
+            # devices the relaxed one emptied inside over-full tiers.
+            if not self._direct_moves(relaxed) and relaxed:
                 break
+            relaxed = not relaxed
         if any(d > 0 for d in self.delta):
-            self._chain_moves()
+            ChainSearch(self).run()
 
-    def _direct_moves(self):
-        """One pass over the table; returns the number of moves made."""
+    def _direct_moves(self, relaxed=False):
+        """One pass over the table; returns the number of moves made.
+
+        ``relaxed``: also move replicas off devices that are not over their count, when
+        the move takes a replica out of a region, zone or server over its target into
+        one under it (the device then sits short inside an over-full tier, which the
+        next ordinary pass fixes from its over-full neighbours). The tiers' own totals
+        bound how much moves this way.
+        """
         rows, delta, fresh, locked = self.rows, self.delta, self.fresh, self.locked
         unders = sorted((d for d in self.orders[0] if delta[d] > 0), key=lambda d: -delta[d])
         short = sum(delta[d] for d in unders)
         # Short devices grouped by their top checked tier: one set test skips a group.
         groups = {}
         for count in self.checks:
-            keys = self._tier_keys(count)[0]
+            keys = self.tier_keys(count)[0]
             by_top = {}
             for u in unders:
                 by_top.setdefault(keys[u][:1], []).append(u)
             groups[count] = [(top[0] if top else None, members) for top, members in by_top.items()]
+        # Devices in an over-full tier, as the pass starts (each move re-checks tiers).
+        surplus = bytearray(len(delta))
+        for dev in self.topo.live_devs if relaxed else ():
+            surplus[dev] = self._in_surplus(dev)
         progress = 0
-        for i, part in enumerate(self._walk() if short else ()):
+        for i, part in enumerate(self.walk() if short else ()):
             replica_rows = self.replica_rows(part)
             devs = [rows[r][part] for r in replica_rows]
             overs = [
                 r
                 for r, d in zip(replica_rows, devs, strict=True)
-                if delta[d] < 0 and (fresh[r][part] or not locked[part])
+                if (delta[d] < 0 or surplus[d]) and (fresh[r][part] or not locked[part])
             ]
             if not overs:
                 continue
             count = len(replica_rows)
-            keys = self._tier_keys(count)[0]
-            # Start from a different replica each time, so no row is favoured.
-            turn = i % len(overs)
-            for r in overs[turn:] + overs[:turn]:
-                full = self._blocked([d for d in devs if d != rows[r][part]], count)
+            keys = self.tier_keys(count)[0]
+            # Move off the tiers that most need to shrink: a replica that could leave a
+            # tier doubled up in this partition is worth more than one that cannot.
+            if len(overs) > 1:
+                overs.sort(key=lambda r: (self._surplus(devs[r]), (r + i) % count))
+            for r in overs:
+                others = [d for d in devs if d != rows[r][part]]
+                full = self.blocked(others, count)
                 target = UNASSIGNED
                 for top, members in groups[count]:
                     if top in full:
                         continue
                     for u in members:
-                        if delta[u] > 0 and full.isdisjoint(keys[u]):
+                        if (
+                            delta[u] > 0
+                            and full.isdisjoint(keys[u])
+                            and (delta[devs[r]] < 0 or self._tier_gain(devs[r], u))
+                            and self.complete_ok([*others, u], count)
+                        ):
                             target = u
                             break
                     if target != UNASSIGNED:
                         break
                 if target != UNASSIGNED:
-                    self._move(r, part, target)
+                    self.move(r, part, target)
                     short -= 1
                     progress += 1
                     break
@@ -343,7 +432,7 @@ class Placement:
                 break
         return progress
 
-    def _tier_keys(self, count):
+    def tier_keys(self, count):
         """For ``count``-replica partitions: per dev id its ``(check index, tier)`` keys;
         per dev id its keys on levels where every cap is 1; and the other levels as
         ``(index, tier_of, caps)``. See :meth:`_blocked`."""
@@ -368,11 +457,11 @@ class Placement:
             self._keys[count] = (keys, unit_keys, counted)
         return self._keys[count]
 
-    def _blocked(self, devs, count):
+    def blocked(self, devs, count):
         """The ``(check index, tier)`` keys a new replica of a ``count``-replica partition
         on ``devs`` may not enter: a device fits iff none of its keys is in the set. One
         pass over the partition, then a set test per candidate device."""
-        _, unit_keys, counted = self._tier_keys(count)
+        _, unit_keys, counted = self.tier_keys(count)
         full = set()
         for dev in devs:
             full.update(unit_keys[dev])
@@ -386,123 +475,11 @@ class Placement:
                     full.add((i, tier))
         return full
 
-    def _move(self, r, part, dev):
+    def move(self, r, part, dev):
         self._unassign(r, part)
         self._assign(r, part, dev)
 
-    def _chain_moves(self):
-        """Shift surplus along chains where no direct move fits: part p1 moves a replica
-        from an over-full device to w1, p2 from w1 to w2, ..., and the last part onto a
-        short device; every device in between keeps its count.
-
-        One scan of the table indexes every movable replica by device and notes, for
-        each short device, replicas that could move onto it (these can be rare: "the
-        parts that lack this zone"). A breadth-first search from the over-full devices,
-        over sampled replicas, then stops at any device that is short or can feed one.
-        The search is bounded by ``CHAIN_BUDGET`` fit checks in all.
-        """
-        rows, delta, fresh, locked = self.rows, self.delta, self.fresh, self.locked
-        unders = [u for u in self.orders[0] if delta[u] > 0]
-        slots = {dev: [] for dev in range(len(delta))}
-        feeds = {}  # device w -> [(part, row, short device u)]
-        fed = dict.fromkeys(unders, 0)
-        for part in self._walk():
-            replica_rows = self.replica_rows(part)
-            if not (any(fresh[r][part] for r in replica_rows) or not locked[part]):
-                continue
-            devs = [rows[r][part] for r in replica_rows]
-            count = len(replica_rows)
-            keys = self._tier_keys(count)[0]
-            for r, dev in zip(replica_rows, devs, strict=True):
-                if not (fresh[r][part] or not locked[part]):
-                    continue
-                slots[dev].append((part, r))
-                wanting = [u for u in unders if fed[u] < CHAIN_SAMPLE]
-                if not wanting:
-                    continue
-                full = self._blocked([d for d in devs if d != dev], count)
-                for u in wanting:
-                    if full.isdisjoint(keys[u]):
-                        feeds.setdefault(dev, []).append((part, r, u))
-                        fed[u] += 1
-        budget = [CHAIN_BUDGET]
-        misses = 0
-        while any(d > 0 for d in delta) and budget[0] > 0 and misses < 3:
-            path = self._find_chain(slots, feeds, budget)
-            if not path:
-                misses += 1  # the search samples, so another try may still succeed
-                continue
-            for r, part, dev in path:
-                self._move(r, part, dev)
-                slots[dev].append((part, r))
-
-    def _feed(self, w, feeds, on_path):
-        """A still-valid move of a replica on ``w`` onto a short device, or None."""
-        rows, delta = self.rows, self.delta
-        for part, r, u in feeds.get(w, ()):
-            if delta[u] <= 0 or part in on_path or rows[r][part] != w:
-                continue
-            if not (self.fresh[r][part] or not self.locked[part]):
-                continue  # moved since the scan
-            replica_rows = self.replica_rows(part)
-            others = [rows[x][part] for x in replica_rows if x != r]
-            if fits(others, u, self.checks[len(replica_rows)]):
-                return r, part, u
-        return None
-
-    def _find_chain(self, slots, feeds, budget):
-        rows, delta, fresh, locked = self.rows, self.delta, self.fresh, self.locked
-        sources = sorted((d for d in slots if delta[d] < 0), key=lambda d: delta[d])
-        parent = {dev: None for dev in sources}
-        unseen = sorted(
-            (d for d in self.topo.live_devs if d not in parent), key=lambda d: -delta[d]
-        )
-        for w in (queue := list(sources)):
-            on_path, step = set(), parent[w]
-            while step is not None:
-                on_path.add(step[1])
-                step = parent[step[0]]
-            last = self._feed(w, feeds, on_path)
-            if last is not None:
-                return [last, *self._trace(parent, w)]
-            bucket, tried = slots[w], 0
-            # Random picks: a device's slots are in partition order, and the useful
-            # partitions often sit together, so a window of them could miss them all.
-            for _ in range(2 * CHAIN_SAMPLE if bucket else 0):
-                part, r = bucket[self.rng.randrange(len(bucket))]
-                if rows[r][part] != w or part in on_path:
-                    continue
-                if not (fresh[r][part] or not locked[part]):
-                    continue
-                tried += 1
-                if tried > CHAIN_SAMPLE or budget[0] <= 0:
-                    break
-                replica_rows = self.replica_rows(part)
-                others = [rows[x][part] for x in replica_rows if x != r]
-                checks = self.checks[len(replica_rows)]
-                for x in list(unseen):
-                    budget[0] -= 1
-                    if fits(others, x, checks):
-                        parent[x] = (w, part, r)
-                        unseen.remove(x)
-                        if delta[x] > 0:
-                            return self._trace(parent, x)
-                        queue.append(x)
-                        # A part carries one replica along the chain at most.
-                        break
-        return None
-
-    @staticmethod
-    def _trace(parent, dev):
-        """The moves ``(row, part, to device)`` of the chain ending at ``dev``."""
-        path = []
-        while parent[dev] is not None:
-            w, part, r = parent[dev]
-            path.append((r, part, dev))
-            dev = w
-        return path
-
-    def _walk(self):
+    def walk(self):
         """Every partition once, in a seeded pseudo-random order."""
         parts = self.parts
         start = self.rng.randrange(parts)

@@ -11,8 +11,11 @@ works out how many replicas of an average partition it should hold:
   how much more than its weight share a device may take to gain dispersion. When the
   weights already allow full dispersion, target == wanted == weighted.
 
-From the targets come the caps the placement honours (a tier holds at most
-``ceil(target)`` replicas of a partition) and each device's count of partition-replicas.
+From the targets come the rules the placement honours, per partition: a tier holds at
+most its *cap*, ``ceil(target)``, and at least its *floor*, ``floor(target)``, of the
+partition's replicas (so a tier meant for 2.25 replicas holds 2 or 3, never 1 or 3 at
+random); and each device's count of partition-replicas. A fractional replica count
+makes partitions of two sizes, whose caps are chosen together (see ``_plan_caps``).
 Separately, the *topology maximum* (weights ignored) is what the dispersion figure is
 measured against.
 """
@@ -42,11 +45,11 @@ class Topology:
         self.children = [[], [], [], None]
         self.roots = []
         index = [{}, {}, {}]
-        live = sorted(
+        present = sorted(
             (d for d in devs if d is not None),
             key=lambda d: (d["region"], d["zone"], d["ip"], d["id"]),
         )
-        for dev in live:
+        for dev in present:
             key = (dev["region"], dev["zone"], dev["ip"])
             parent_list = self.roots
             for level in range(3):
@@ -62,15 +65,16 @@ class Topology:
             parent_list.append(dev["id"])
             self.names[3][dev["id"]] = (*key, dev["id"])
         self.weights = [0.0] * ndevs
-        for dev in live:
+        for dev in present:
             self.weights[dev["id"]] = float(dev["weight"])
-        self.live_devs = [d["id"] for d in live if d["weight"] > 0]
+        self.live_devs = [d["id"] for d in present if d["weight"] > 0]
         self.capacity = self._sum_up([1 if w > 0 else 0 for w in self.weights])
         self.weighted = self._sum_up(self._weighted_devices())
         self.wanted = self._dispersed()
         self.required_overload = self._required_overload()
         self.target = self._interpolate(overload)
         self._caps = {}
+        self._floors = {}
 
     # -- building blocks ---------------------------------------------------------------
 
@@ -191,6 +195,53 @@ class Topology:
         for n in counts:
             self._widen(plans[n], n, self.roots, 0)
         return plans
+
+    def floors(self, count):
+        """Per level ``{tier: floor}``: a ``count``-replica partition puts at least
+        ``floor(target * count / replicas)`` replicas in the tier. Caps alone would let
+        a tier meant for 2.25 replicas of each partition hold 3 of some and 1 of others;
+        with floors it holds 2 or 3, as evenly as the weights allow.
+
+        Only floors that bind are listed: positive, on a tier with a live sibling (an
+        only child holds whatever its parent does). Children's floors never add up to
+        more than their parent's, so they can always be met together. Floors apply to
+        whole replica counts only.
+        """
+        whole = abs(self.replicas - round(self.replicas)) < EPSILON
+        if not whole or count != round(self.replicas):
+            # With a fractional count the two kinds of partition share a target, and
+            # per-kind floors can contradict what the sibling caps already force.
+            return [{} for _ in range(4)]
+        if count not in self._floors:
+            caps = self.caps(count)
+            scale = count / self.replicas
+            floors = [
+                [
+                    min(caps[level][t], math.floor(target * scale + EPSILON)) if cap else 0
+                    for t, (cap, target) in enumerate(
+                        zip(self.capacity[level], self.target[level], strict=True)
+                    )
+                ]
+                for level in range(4)
+            ]
+            binding = [{} for _ in range(4)]
+
+            def settle(parent_floor, kids, level):
+                kids = [k for k in kids if self.capacity[level][k] > 0]
+                row = floors[level]
+                for kid in sorted(kids, key=lambda k: row[k]):
+                    if sum(row[k] for k in kids) <= parent_floor:
+                        break
+                    row[kid] = max(0, row[kid] - (sum(row[k] for k in kids) - parent_floor))
+                for kid in kids:
+                    if row[kid] > 0 and len(kids) > 1:
+                        binding[level][kid] = row[kid]
+                    if level < 3:
+                        settle(row[kid], self.children[level][kid], level + 1)
+
+            settle(count, self.roots, 0)
+            self._floors[count] = binding
+        return self._floors[count]
 
     def _widen(self, caps, parent_cap, kids, level):
         """Raise children's caps until they add up to their parent's, so a partition

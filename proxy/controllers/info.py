@@ -3,11 +3,18 @@
 An object request needs its container's storage policy and ACLs; asking the container
 servers each time would double the work of a small GET or PUT. The proxy keeps the
 answer of a container (or account) HEAD for ``ttl`` seconds in process memory and
-drops it when it changes the container itself (PUT/POST/DELETE through this proxy).
-Other proxies' changes are seen after at most ``ttl`` seconds.
+drops it when it changes the container itself (PUT/POST/DELETE through this proxy):
+the drop reaches the proxy's other worker processes through a table of change counters
+they share (made here, at import, in the parent before the workers fork). Other
+proxies' changes are seen after at most ``ttl`` seconds.
 """
 
 import time
+
+from common.shared_generations import SharedGenerations
+
+# Shared by every worker forked after this module was imported.
+WORKER_GENERATIONS = SharedGenerations()
 
 META_PREFIX = {"account": "x-account-meta-", "container": "x-container-meta-"}
 SYSMETA_PREFIX = {"account": "x-account-sysmeta-", "container": "x-container-sysmeta-"}
@@ -71,10 +78,11 @@ def cacheable(status):
 class InfoCache:
     """A small TTL cache of info dicts, keyed by ("account", a) or ("container", a, c)."""
 
-    def __init__(self, ttl=10.0, max_entries=10000, clock=time.monotonic):
+    def __init__(self, ttl=10.0, max_entries=10000, clock=time.monotonic, generations=None):
         self.ttl = float(ttl)
         self.max_entries = int(max_entries)
         self.clock = clock
+        self.generations = generations if generations is not None else WORKER_GENERATIONS
         self._entries = {}
 
     def get(self, key):
@@ -82,8 +90,8 @@ class InfoCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, info = entry
-        if self.clock() >= expires:
+        expires, generation, info = entry
+        if self.clock() >= expires or generation != self.generations.current(key):
             self._entries.pop(key, None)
             return None
         return info
@@ -94,15 +102,16 @@ class InfoCache:
             return
         if len(self._entries) >= self.max_entries:
             self._prune()
-        self._entries[key] = (self.clock() + self.ttl, info)
+        self._entries[key] = (self.clock() + self.ttl, self.generations.current(key), info)
 
     def invalidate(self, key):
-        """Forget ``key`` (after this proxy changed the thing it describes)."""
+        """Forget ``key`` here and in the sibling workers (this proxy changed it)."""
         self._entries.pop(key, None)
+        self.generations.bump(key)
 
     def _prune(self):
         now = self.clock()
-        for key in [k for k, (expires, _info) in self._entries.items() if expires <= now]:
+        for key in [k for k, (expires, _gen, _info) in self._entries.items() if expires <= now]:
             self._entries.pop(key, None)
         if len(self._entries) >= self.max_entries:
             # Still full of live entries: drop the oldest half rather than grow forever.

@@ -19,6 +19,7 @@ from common.backend import BackendError, backend_path
 from common.concurrency import Pile
 from common.config import config_true
 from common.constraints import check_metadata
+from common.expiring import delete_at_headers
 from common.http import HTTPError, request_timestamp
 from common.timestamp import Timestamp
 from proxy.controllers.base import Controller, plain_response
@@ -84,11 +85,19 @@ class ObjectController(Controller):
             X_Backend_Storage_Policy_Index=str(policy.index),
         )
 
-    def _container_updates(self, slot_count):
-        """Per-slot X-Container-* headers: the container node each object node updates."""
+    def _container_updates(self, slot_count, delete_at=None):
+        """Per-slot X-Container-* headers: the container node each object node updates.
+
+        With ``delete_at`` each slot also names the expiring-objects queue container
+        replica its object node records the object in (X-Delete-At-*), for the expirer.
+        """
         ring = self.app.container_ring
         part, nodes = ring.get_nodes(self.account, self.container)
-        return update_target_headers("Container", nodes, part, slot_count)
+        updates = update_target_headers("Container", nodes, part, slot_count)
+        if delete_at:
+            queue = delete_at_headers(ring, int(delete_at), slot_count)
+            updates = [dict(update, **queue[slot]) for slot, update in enumerate(updates)]
+        return updates
 
     def _timestamp(self):
         given = request_timestamp(self.req, required=False)
@@ -159,7 +168,7 @@ class ObjectController(Controller):
         else:
             headers["Content-Length"] = str(length)
         part, primaries = ring.get_nodes(self.account, self.container, self.obj)
-        updates = self._container_updates(len(primaries))
+        updates = self._container_updates(len(primaries), headers.get("X-Delete-At"))
         slot_headers = [dict(headers, **updates[slot]) for slot in range(len(primaries))]
         quorum = policy.quorum_size(len(primaries))
         putters, answers = self._connect(ring, part, primaries, slot_headers, length != 0)
@@ -379,7 +388,7 @@ class ObjectController(Controller):
         headers = self._object_headers(policy, timestamp=self._timestamp())
         _set_delete_at(headers, expires)
         part, primaries = ring.get_nodes(self.account, self.container, self.obj)
-        updates = self._container_updates(len(primaries))
+        updates = self._container_updates(len(primaries), headers.get("X-Delete-At"))
         results = self.write_all(
             ring, part, "POST", self._path(part), [dict(headers, **u) for u in updates]
         )

@@ -4,8 +4,12 @@
 loopback ports, device directories), then ``start()`` runs ``haneul serve storage`` as
 a child process in its own session and waits until every port answers. ``stop()``
 sends SIGTERM (then SIGKILL); ``kill()`` is ``kill -9`` of the whole process group, a
-crash. ``request()`` is a small http.client wrapper; ``object_path()`` and friends
-build backend paths with the partition the node's secrets give.
+crash. ``request()`` is a small http.client wrapper; ``path()`` and friends build
+backend paths with the partition the node's secrets give.
+
+``ProxyServer(root, nodes)`` writes one-replica rings over the nodes' devices and a
+``proxy.conf`` (tempauth user ``test:tester`` / ``testing``), and runs
+``haneul serve proxy`` the same way.
 """
 
 import http.client
@@ -239,3 +243,111 @@ class StorageNode:
                 for dirpath, _dirs, files in os.walk(os.path.join(dev_path, top)):
                     found.extend(os.path.join(dirpath, f) for f in files if f.endswith(".data"))
         return found
+
+
+class ProxyServer:
+    """``haneul serve proxy`` in front of storage nodes, with rings built over them."""
+
+    def __init__(self, root, nodes, replicas=1, extra_app_conf=None):
+        from ring.builder import RingBuilder
+
+        self.root = os.fspath(root)
+        os.makedirs(self.root, exist_ok=True)
+        self.host = HOST
+        (self.port,) = free_ports(1)
+        self.haneul_conf = nodes[0].haneul_conf
+        self.conf_path = os.path.join(self.root, "proxy.conf")
+        self.log_path = os.path.join(self.root, "proxy.log")
+        self.proc = None
+        for kind in KINDS:
+            builder = RingBuilder(6, replicas, 0)
+            for zone, node in enumerate(nodes, 1):
+                for device in node.devices:
+                    builder.add_dev(
+                        {
+                            "region": 1,
+                            "zone": zone,
+                            "ip": node.host,
+                            "port": node.ports[kind],
+                            "device": device,
+                            "weight": 100,
+                        }
+                    )
+            builder.rebalance(seed=1)
+            builder.get_ring().save(os.path.join(self.root, f"{kind}.ring.gz"))
+        app_conf = "".join(f"{k} = {v}\n" for k, v in (extra_app_conf or {}).items())
+        with open(self.conf_path, "w") as fp:
+            fp.write(
+                f"[DEFAULT]\nbind_ip = {HOST}\nbind_port = {self.port}\nworkers = 1\n"
+                f"haneul_conf = {self.haneul_conf}\nring_dir = {self.root}\n\n"
+                "[pipeline:main]\n"
+                "pipeline = catch_errors healthcheck proxy_logging tempauth proxy\n\n"
+                "[filter:catch_errors]\nuse = catch_errors\n\n"
+                "[filter:healthcheck]\nuse = healthcheck\n\n"
+                "[filter:proxy_logging]\nuse = proxy_logging\n\n"
+                "[filter:tempauth]\nuse = tempauth\nuser_test_tester = testing .admin\n\n"
+                f"[app:proxy]\nuse = proxy\n{app_conf}"
+            )
+
+    def start(self, timeout=30):
+        log = open(self.log_path, "a")  # noqa: SIM115 - the child holds it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "serve", "proxy", "-c", self.conf_path],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": ROOT, "HANEUL_CONF": self.haneul_conf},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited {self.proc.returncode}:\n{self.log}")
+            try:
+                if self.request("GET", "/healthcheck").status == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"proxy did not answer:\n{self.log}")
+            time.sleep(0.05)
+
+    def stop(self, timeout=15):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(10)
+        self.proc = None
+        return code
+
+    @property
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as fp:
+                return fp.read()
+        except FileNotFoundError:
+            return ""
+
+    def request(self, method, path, headers=None, body=None, timeout=10):
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return Response(resp.status, resp.getheaders(), resp.read())
+        finally:
+            conn.close()
+
+    def auth(self, user="test:tester", key="testing"):
+        """(token, storage path such as ``/v1/AUTH_test``) from tempauth."""
+        resp = self.request("GET", "/auth/v1.0", {"X-Auth-User": user, "X-Auth-Key": key})
+        url = resp.header("X-Storage-Url")
+        return resp.header("X-Auth-Token"), "/" + url.split("/", 3)[3]

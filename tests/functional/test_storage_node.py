@@ -2,8 +2,9 @@
 
 Objects, containers and accounts through their own ports, the updates between them
 (the object PUT updates the container listing, the container PUT the account listing),
-what bad input gets back over the wire, what a client hanging up mid-upload leaves on
-disk (nothing), one port for all three apps, and the runner's signals with real apps.
+what bad input gets back over the wire, what a client hanging up or stalling mid-upload
+leaves on disk (nothing), one port for all three apps, the runner's signals with real
+apps, and ``haneul serve proxy`` in front of the node.
 """
 
 import hashlib
@@ -19,6 +20,7 @@ import msgpack
 import pytest
 
 from common.timestamp import Timestamp
+from tests.functional.nodes import ProxyServer
 
 
 def ts():
@@ -206,6 +208,20 @@ def test_a_client_hanging_up_mid_put_leaves_no_data(storage_node):
     assert os.listdir(os.path.join(node.devices_root, "d2", "tmp")) == []
 
 
+def test_a_client_stalling_mid_put_times_out_with_408(make_storage_node):
+    node = make_storage_node(extra={"DEFAULT": {"client_timeout": "0.5"}})
+    path = node.path("d1", "AUTH_obj", "c", "stalled")
+    head = (
+        f"PUT {path} HTTP/1.1\r\nHost: x\r\nX-Timestamp: {ts()}\r\n"
+        f"Content-Length: 100000\r\nContent-Type: a/b\r\n\r\n"
+    ).encode()
+    with socket.create_connection((node.host, node.ports["object"]), timeout=10) as sock:
+        sock.sendall(head + b"x" * 1000)
+        answer = sock.recv(4096)  # the server gives up after client_timeout
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert node.data_files() == []
+
+
 def test_request_log_lines_carry_the_transaction_id(storage_node):
     node = storage_node
     path = node.path("d1", "AUTH_obj", "c", unique("logged"))
@@ -296,6 +312,34 @@ def test_sighup_reloads_the_node_without_dropping_requests(make_storage_node):
     assert node.log.count("object server listening") == 2
     assert errors == [] and statuses and set(statuses) == {200}
     assert node.proc.poll() is None
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(make_storage_node):
+    node = make_storage_node(workers=1)
+    node.extra = {"object": {"disk_chunk_size": "lots"}}
+    node.write_configs()
+    node.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload refused" not in node.log and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "reload refused, still serving the old config" in node.log
+    assert "disk_chunk_size" in node.log
+    path = node.path("d1", "AUTH_obj", "c", "after-refused-reload")
+    assert put_object(node, path, b"still up").status == 201
+
+
+def test_serve_proxy_in_front_of_the_node(storage_node, tmp_path):
+    proxy = ProxyServer(tmp_path / "proxy", [storage_node]).start()
+    try:
+        token, url = proxy.auth()
+        headers = {"X-Auth-Token": token}
+        assert proxy.request("PUT", f"{url}/through", headers).status in (201, 202)
+        assert proxy.request("PUT", f"{url}/through/o", headers, b"via proxy").status == 201
+        assert proxy.request("GET", f"{url}/through/o", headers).body == b"via proxy"
+        assert proxy.request("GET", f"{url}/through", headers).body == b"o\n"
+    finally:
+        assert proxy.stop() == 0
+    assert "proxy server listening on" in proxy.log and "Traceback" not in proxy.log
 
 
 def test_bad_config_exits_2_with_one_line(make_storage_node):

@@ -331,3 +331,18 @@ def test_broker_rows_match_what_the_server_was_told(app, devices):
         (r["name"], r["size"], r["content_type"], r["etag"], r["storage_policy_index"])
         for r in rows
     ] == [("o", 7, "image/png", "e1", 1)]
+
+
+def test_new_container_without_explicit_policy_takes_the_named_default(tmp_path):
+    from webob import Request
+
+    from common.hashing import HashSecrets
+    from container_server.server import ContainerApp
+
+    (tmp_path / "sda").mkdir()
+    app = ContainerApp({"devices": str(tmp_path)}, hash_secrets=HashSecrets("p", "s"))
+    headers = {"X-Timestamp": "1.00000", "X-Backend-Storage-Policy-Default": "2"}
+    resp = Request.blank("/sda/0/a/c", method="PUT", headers=headers).get_response(app)
+    assert resp.status_int == 201
+    resp = Request.blank("/sda/0/a/c", method="HEAD").get_response(app)
+    assert resp.headers["X-Backend-Storage-Policy-Index"] == "2"

@@ -77,6 +77,15 @@ def test_one_app_alone_uses_its_own_section(confs):
     assert (listener.name, listener.port, plan.options.workers) == ("account", 7200, 3)
 
 
+def test_bind_ip_of_storage_applies_unless_an_app_section_names_its_own(confs):
+    path = confs(
+        "[storage]\nbind_ip = 127.0.0.3\n[account]\nbind_ip = 127.0.0.4\n",
+        defaults="bind_ip = 127.0.0.2\n",
+    )
+    plan = serve.load_plan(path, "storage")
+    assert [item.bind_ip for item in plan.listeners] == ["127.0.0.3", "127.0.0.3", "127.0.0.4"]
+
+
 def test_server_options_come_from_default_and_storage(confs):
     path = confs("[storage]\nworkers = 5\n", defaults="workers = 2\nlog_level = debug\n")
     plan = serve.load_plan(path, "storage")
@@ -150,10 +159,27 @@ def test_a_port_in_use_exits_2(capsys, confs):
     assert err.strip().endswith(f"cannot listen on 127.0.0.1:{port}: address already in use")
 
 
-@pytest.mark.parametrize("kind", ["agent"])
-def test_servers_of_later_issues_are_not_yet_available(capsys, kind):
-    code, err = run_main(capsys, [kind])
-    assert code == 2 and "not yet available" in err
+def test_serve_agent_with_a_missing_config_exits_2_in_one_line(tmp_path):
+    # A subprocess: the agent monkey-patches its process for eventlet.
+    proc = subprocess.run(
+        [sys.executable, "-m", "cli.main", "serve", "agent", "-c", str(tmp_path / "no.conf")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "no.conf" in proc.stderr
+
+
+def test_serve_proxy_without_rings_exits_2_naming_the_ring(capsys, tmp_path):
+    conf = tmp_path / "proxy.conf"
+    conf.write_text(
+        f"[DEFAULT]\nring_dir = {tmp_path}\n[pipeline:main]\npipeline = proxy\n"
+        "[app:proxy]\nuse = proxy\n"
+    )
+    code, err = run_main(capsys, ["proxy", "-c", str(conf)])
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "ring" in err and str(tmp_path) in err
 
 
 def test_unknown_kind_is_a_usage_error(capsys):

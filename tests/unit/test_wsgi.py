@@ -11,23 +11,16 @@ from webob import Request, Response
 
 from common import concurrency
 from common.config import ConfigError
+from common.httpserver import AcceptBalance, GuardedInput, ServedApp
 from common.logs import RequestLog, parse_level, setup_logging
 from common.router import NodeRouter
-from common.wsgi import (
-    LISTEN_FDS_ENV,
-    ClientDisconnect,
-    Listener,
-    ServerOptions,
-    _GuardedInput,
-    _ServedApp,
-    bind_listeners,
-)
+from common.wsgi import LISTEN_FDS_ENV, ClientDisconnect, Listener, ServerOptions, bind_listeners
 
 # -- the request body ------------------------------------------------------------------
 
 
 def test_guarded_input_reads_a_whole_body():
-    body = _GuardedInput(io.BytesIO(b"abcdef"), 6)
+    body = GuardedInput(io.BytesIO(b"abcdef"), 6)
     assert body.read(4) == b"abcd"
     assert body.read(4) == b"ef"
     assert body.read(4) == b""
@@ -35,7 +28,7 @@ def test_guarded_input_reads_a_whole_body():
 
 
 def test_guarded_input_raises_when_the_client_hangs_up_early():
-    body = _GuardedInput(io.BytesIO(b"abc"), 10)
+    body = GuardedInput(io.BytesIO(b"abc"), 10)
     assert body.read(8) == b"abc"
     with pytest.raises(ClientDisconnect) as err:
         body.read(8)
@@ -44,15 +37,15 @@ def test_guarded_input_raises_when_the_client_hangs_up_early():
 
 
 def test_guarded_input_read_all_and_readline():
-    assert _GuardedInput(io.BytesIO(b"xyz"), 3).read() == b"xyz"
+    assert GuardedInput(io.BytesIO(b"xyz"), 3).read() == b"xyz"
     with pytest.raises(ClientDisconnect):
-        _GuardedInput(io.BytesIO(b""), 3).read()
-    lines = _GuardedInput(io.BytesIO(b"a\nb\n"), 4)
+        GuardedInput(io.BytesIO(b""), 3).read()
+    lines = GuardedInput(io.BytesIO(b"a\nb\n"), 4)
     assert list(lines) == [b"a\n", b"b\n"]
 
 
 def test_guarded_input_without_length_never_raises():
-    body = _GuardedInput(io.BytesIO(b"chunks"), None)
+    body = GuardedInput(io.BytesIO(b"chunks"), None)
     assert body.read(100) == b"chunks"
     assert body.read(100) == b""
 
@@ -60,7 +53,7 @@ def test_guarded_input_without_length_never_raises():
 def test_guarded_input_passes_other_attributes_through():
     inner = io.BytesIO(b"")
     inner.hundred_continue_headers = None
-    assert _GuardedInput(inner, 0).hundred_continue_headers is None
+    assert GuardedInput(inner, 0).hundred_continue_headers is None
 
 
 # -- the request log -------------------------------------------------------------------
@@ -111,7 +104,7 @@ def test_request_log_line_has_method_path_status_bytes_and_trans_id(log_lines):
 
     environ = Request.blank("/d1/3/a/c/o?x=1", method="PUT", body=b"abc").environ
     environ["RAW_PATH_INFO"] = "/d1/3/a/c/o"
-    status, _, body = call(RequestLog(_ServedApp(app, False, "x"), logger), environ)
+    status, _, body = call(RequestLog(ServedApp(app, False, "x"), logger), environ)
     assert status == "201 Created"
     (line,) = lines
     client, method, path, code, sent, received, seconds, trans_id = line.split(" ")
@@ -192,7 +185,7 @@ def test_served_app_guards_the_input_and_counts_bytes_read(log_lines):
         return []
 
     environ = Request.blank("/x", method="PUT", body=b"12345").environ
-    call(_ServedApp(app, True, "test-requests"), environ)
+    call(ServedApp(app, True, "test-requests"), environ)
     assert seen["body"] == b"12345"
     assert environ["haneul.client_input"].bytes_read == 5
 
@@ -210,7 +203,7 @@ def test_webob_apps_see_a_disconnect_as_an_oserror():
     environ = Request.blank("/x", method="PUT").environ
     environ["wsgi.input"] = io.BytesIO(b"short")
     environ["CONTENT_LENGTH"] = "100"
-    status, _, _ = call(_ServedApp(Echo(), False, "x"), environ)
+    status, _, _ = call(ServedApp(Echo(), False, "x"), environ)
     assert status.startswith("499")
 
 
@@ -369,6 +362,19 @@ def test_listening_sockets_are_taken_over_from_a_reloading_parent(monkeypatch):
 def test_a_bad_bind_ip_is_a_config_error():
     with pytest.raises(ConfigError, match="bind_ip"):
         bind_listeners([Listener("object", 0, None, bind_ip="no.such.host.invalid")])
+
+
+def test_accept_balance_defers_to_less_loaded_live_workers():
+    balance = AcceptBalance(workers=3, listeners=2)
+    balance.join(0)
+    assert not balance.busier_than_others(0)  # alone: take everything
+    balance.add(0, 2)
+    balance.join(1)  # a second worker, with no connections yet
+    balance.slot = 0
+    assert balance.busier_than_others(0)
+    assert not balance.busier_than_others(1)  # the other listener is even
+    balance.leave(1)  # it died: its slot no longer counts
+    assert not balance.busier_than_others(0)
 
 
 # -- running calls side by side --------------------------------------------------------
