@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint up bench clean
+.PHONY: test lint up down status bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 up: $(STAMP)
-	@echo 'make up: the all-in-one cluster arrives with the proxy issue; not yet available' >&2; exit 2
+	$(BIN)/haneul up
+
+down: $(STAMP)
+	$(BIN)/haneul down
+
+status: $(STAMP)
+	$(BIN)/haneul status
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ring_bench.py

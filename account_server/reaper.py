@@ -25,13 +25,12 @@ from account_server.broker import AccountBroker
 from common.concurrency import Pile
 from common.config import config_float, config_int
 from common.daemon import (
+    RingCache,
+    direct_delete_everywhere,
     direct_listing,
-    direct_request,
-    hash_secrets_of,
-    load_ring,
+    direct_timeouts,
     local_devices,
     object_ring_name,
-    update_headers,
 )
 from common.db import DatabaseError
 from common.db_replicator import iter_db_files
@@ -55,23 +54,11 @@ class AccountReaper:
         self.conf = conf
         self.logger = logger or logging.getLogger("haneul.account-reaper")
         self.devices = conf.get("devices", "/srv/node")
-        self.timeouts = {
-            "conn_timeout": config_float(conf.get("conn_timeout", "0.5"), "conn_timeout", 0),
-            "node_timeout": config_float(conf.get("node_timeout", "10"), "node_timeout", 0),
-        }
+        self.timeouts = direct_timeouts(conf)
         self.delay_reaping = config_float(conf.get("delay_reaping", "0"), "delay_reaping", 0)
         self.concurrency = config_int(conf.get("concurrency", "4"), "concurrency", 1)
         self.db_lock_timeout = config_float(conf.get("db_lock_timeout", "25"), "db_lock_timeout", 0)
-        self._rings = dict(rings or {})
-        self._secrets = None
-
-    def ring(self, name):
-        """The named ring (``account``, ``container``, ``object``...), loaded once."""
-        if name not in self._rings:
-            if self._secrets is None:
-                self._secrets = hash_secrets_of(self.conf)
-            self._rings[name] = load_ring(self.conf, name, self._secrets)
-        return self._rings[name]
+        self.ring = RingCache(conf, rings)
 
     def run_once(self, devices=None):
         """Reap every deleted account this node is first primary for; the counters."""
@@ -175,33 +162,29 @@ class AccountReaper:
     def reap_object(self, account, container, obj, policy, cpart, cnodes):
         """DELETE one object on every node of its ring; True if a majority did."""
         part, nodes = self.ring(object_ring_name(policy)).get_nodes(account, container, obj)
-        timestamp = Timestamp.now().internal
-        good = 0
-        for slot, node in enumerate(nodes):
-            headers = {
-                "X-Timestamp": timestamp,
-                "X-Backend-Storage-Policy-Index": str(policy),
-                **update_headers("Container", cnodes, cpart, slot),
-            }
-            status = direct_request(
-                node, "DELETE", part, (account, container, obj), headers, **self.timeouts
-            )
-            good += _success(status)
-        return good >= len(nodes) // 2 + 1
+        headers = {
+            "X-Timestamp": Timestamp.now().internal,
+            "X-Backend-Storage-Policy-Index": str(policy),
+        }
+        statuses = direct_delete_everywhere(
+            nodes,
+            part,
+            (account, container, obj),
+            headers,
+            ("Container", cnodes, cpart),
+            **self.timeouts,
+        )
+        return sum(map(_success, statuses)) >= len(nodes) // 2 + 1
 
     def _delete_container(self, account, container, policy, part, nodes):
         apart, anodes = self.ring("account").get_nodes(account)
-        timestamp = Timestamp.now().internal
-        statuses = []
-        for slot, node in enumerate(nodes):
-            headers = {
-                "X-Timestamp": timestamp,
-                "X-Backend-Storage-Policy-Index": str(policy),
-                **update_headers("Account", anodes, apart, slot),
-            }
-            statuses.append(
-                direct_request(node, "DELETE", part, (account, container), headers, **self.timeouts)
-            )
+        headers = {
+            "X-Timestamp": Timestamp.now().internal,
+            "X-Backend-Storage-Policy-Index": str(policy),
+        }
+        statuses = direct_delete_everywhere(
+            nodes, part, (account, container), headers, ("Account", anodes, apart), **self.timeouts
+        )
         if sum(map(_success, statuses)) >= len(nodes) // 2 + 1:
             return True
         self.logger.info("container /%s/%s not deleted yet: %s", account, container, statuses)

@@ -21,7 +21,6 @@ from common.config import config_true
 from common.constraints import ACCOUNT_LISTING_LIMIT, check_metadata, check_name
 from common.db import DatabaseAlreadyExists, metadata_updates
 from common.db_app import DatabaseApp, backend_headers, info_headers, no_content, not_found
-from common.db_replicator import handle_replicate
 from common.http import HTTPError, request_path, request_timestamp, split_path
 from common.listing import (
     Subdir,
@@ -44,6 +43,10 @@ class AccountApp(DatabaseApp):
 
     log_name = "account-server"
     broker_class = AccountBroker
+    kind = "account"
+    row_name = "a container"
+    meta_prefixes = META_PREFIXES
+    saved_headers = SAVED_HEADERS
 
     @staticmethod
     def _names(req):
@@ -137,32 +140,8 @@ class AccountApp(DatabaseApp):
             broker.delete_db(timestamp)
             return no_content()
 
-    def POST(self, req):
-        broker, _account, container = self._open(req)
-        if container is not None:
-            raise HTTPError(400, "POST to a container row is not supported")
-        timestamp = request_timestamp(req)
-        check_metadata(req.headers, "account")
-        with broker:
-            info = self._live_info(broker)
-            broker.update_metadata(
-                metadata_updates(req.headers, META_PREFIXES, SAVED_HEADERS, timestamp)
-            )
-            return no_content(backend_headers(info))
-
-    def HEAD(self, req):
-        broker, _account, container = self._open(req)
-        if container is not None:
-            raise HTTPError(400, "HEAD of a container row is not supported")
-        _fmt, content_type = listing_format(req)
-        with broker:
-            info = self._live_info(broker)
-            return no_content(self._headers(broker, info), content_type)
-
     def GET(self, req):
-        broker, account, container = self._open(req)
-        if container is not None:
-            raise HTTPError(400, "GET of a container row is not supported")
+        broker, account = self._open_database(req, "GET of")
         params = parse_listing_params(req, ACCOUNT_LISTING_LIMIT)
         fmt, content_type = listing_format(req)
         with broker:
@@ -174,10 +153,6 @@ class AccountApp(DatabaseApp):
             for row in rows
         ]
         return listing_response(entries, fmt, content_type, "account", account, headers)
-
-    def REPLICATE(self, req):
-        """Database replication between servers (common.db_replicator)."""
-        return handle_replicate(self, req)
 
     # -- helpers ---------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ import sys
 import time
 
 from cli.cluster_layout import (
+    EC_FRAGMENTS,
+    EC_POLICY_INDEX,
     PART_POWER,
     ClusterLayout,
     agent_name,
@@ -58,7 +60,7 @@ def write_configs(layout):
     if os.path.exists(layout.haneul_conf):
         with open(layout.haneul_conf, encoding="utf-8") as fp:
             old = fp.read()
-    write_text(layout.haneul_conf, haneul_conf_text(old))
+    write_text(layout.haneul_conf, haneul_conf_text(old, with_ec=layout.has_ec_policy))
     write_text(layout.proxy_conf, proxy_conf_text(layout))
     for node in layout.nodes():
         for path in node["devices"].values():
@@ -93,6 +95,8 @@ def build_rings(layout):
         ("container", "container_port", layout.replicas),
         ("object", "object_port", layout.replicas),
     ]
+    if layout.has_ec_policy:  # the ec42 policy: one replica a fragment
+        plans.append((f"object-{EC_POLICY_INDEX}", "object_port", EC_FRAGMENTS))
     for name, port_key, replicas in plans:
         ring_path = os.path.join(layout.etc, f"{name}.ring.gz")
         builder_path = os.path.join(layout.etc, f"{name}.builder")
@@ -149,8 +153,11 @@ def start_process(layout, name, args):
     """Start ``haneul <args>`` in the background, its output in DIR/log/<name>.log."""
     log_path = os.path.join(layout.log_dir, f"{name}.log")
     env = dict(os.environ, HANEUL_CONF=layout.haneul_conf, PYTHONUNBUFFERED="1")
-    # glibc serves big buffers with fresh mmaps (a page fault per page); keep them in the heap.
+    # glibc serves big buffers with fresh mmaps (a page fault per page); keep them in the heap,
+    # and keep the heap's free top instead of trimming it after every big free (EC encodes
+    # run 4x slower when each segment's fragments land on freshly faulted pages).
     env.setdefault("MALLOC_MMAP_THRESHOLD_", str(64 * 1024 * 1024))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(128 * 1024 * 1024))
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cli.main", *args],
@@ -177,10 +184,11 @@ def healthy(url, timeout=1.0):
         conn.close()
 
 
-def wait_until_up(layout, pids, timeout=START_TIMEOUT):
-    """Wait until the proxy's healthcheck and every node port answer; ClusterError if not."""
+def wait_until_up(layout, pids, timeout=START_TIMEOUT, ports=None):
+    """Wait until the proxy's healthcheck and every port (default: all the layout's)
+    answer; ClusterError if not."""
     deadline = time.monotonic() + timeout
-    waiting = set(layout.ports())
+    waiting = set(layout.ports() if ports is None else ports)
     while time.monotonic() < deadline:
         for name, pid in pids.items():
             if not pid_alive(pid):
@@ -242,6 +250,9 @@ def cmd_up(args):
         # Keep the recorded layout: restart only what is down (e.g. a node a test killed).
         layout = layout_of(old, layout)
     processes = cluster_processes(layout)
+    if args.no_agents:  # probe tests run the daemons themselves (haneul agent --once)
+        agents = {agent_name(node["name"]) for node in layout.nodes()}
+        processes = {name: spec for name, spec in processes.items() if name not in agents}
     missing = [name for name in processes if name not in alive]
     if not missing:
         print(f"cluster in {layout.root} is already running")
@@ -261,7 +272,7 @@ def cmd_up(args):
     try:
         for name in missing:
             started[name] = pids[name] = start_process(layout, name, processes[name][0])
-        wait_until_up(layout, pids)
+        wait_until_up(layout, pids, ports=[p for _argv, ports in processes.values() for p in ports])
     except BaseException:
         stop_pids(started)
         raise
@@ -303,6 +314,14 @@ def print_summary(info):
     for user in info["users"]:
         print(f"  user: {user['user']}  key: {user['key']}")
     print(f"  try:  swift -A {info['auth_url']} -U {info['user']} -K {info['key']} stat")
+    s3 = info.get("s3")
+    if s3:
+        print(f"  S3 endpoint: {s3['endpoint']}  region: {s3['region']}")
+        for pair in [s3, *info.get("s3_users", [])]:
+            print(
+                f"  S3 {pair['user']}: access key {pair['access_key']}  "
+                f"secret key {pair['secret_key']}"
+            )
     print(f"  configs and rings: {info['etc']}")
 
 
@@ -352,6 +371,11 @@ def parse_args(argv):
     up.add_argument("--replicas", type=int, default=3, help="replicas (default 3)")
     up.add_argument("--port", type=int, default=8080, help="proxy port (default 8080)")
     up.add_argument("--base-port", type=int, default=6200, help="first node port (6200)")
+    up.add_argument(
+        "--no-agents",
+        action="store_true",
+        help="start no background agents (tests run `haneul agent --once` themselves)",
+    )
     for name in ("down", "status"):
         cmd = sub.add_parser(name)
         cmd.add_argument("--dir", default=default_dir(), help="cluster dir")

@@ -109,7 +109,13 @@ def wait_readable(fileno, timeout=None):
 
 
 def run_in_thread(func, *args, **kwargs):
-    """Run a blocking ``func`` in an OS thread pool and wait (green) for its result."""
+    """Run a blocking ``func`` in an OS thread pool and wait (green) for its result.
+
+    Only in a process patched for eventlet (a server): elsewhere (tools, tests with real
+    threads) the hub is not in charge, so the call is made directly.
+    """
+    if not eventlet.patcher.is_monkey_patched("thread"):
+        return func(*args, **kwargs)
     return eventlet.tpool.execute(func, *args, **kwargs)
 
 

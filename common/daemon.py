@@ -58,6 +58,13 @@ class DaemonSpec:
 SPECS = (
     DaemonSpec("object-auditor", "object_server.auditor", "ObjectAuditor", "object", 30),
     DaemonSpec("object-replicator", "object_server.replicator", "ObjectReplicator", "object", 30),
+    DaemonSpec(
+        "object-reconstructor",
+        "object_server.reconstructor",
+        "ObjectReconstructor",
+        "object",
+        30,
+    ),
     DaemonSpec("object-updater", "object_server.updater", "ObjectUpdater", "object", 300),
     DaemonSpec(
         "container-replicator",
@@ -275,6 +282,25 @@ def hash_secrets_of(conf):
     return load_hash_secrets(conf.get("haneul_conf", "").strip() or None)
 
 
+class RingCache:
+    """The rings a daemon asks for by name (``account``, ``object-1``...), each loaded once.
+
+    ``rings`` preloads some (tests hand in their own); the hash secrets are read on the
+    first ring loaded."""
+
+    def __init__(self, conf, rings=None):
+        self.conf = conf
+        self._rings = dict(rings or {})
+        self._secrets = None
+
+    def __call__(self, name):
+        if name not in self._rings:
+            if self._secrets is None:
+                self._secrets = hash_secrets_of(self.conf)
+            self._rings[name] = load_ring(self.conf, name, self._secrets)
+        return self._rings[name]
+
+
 # -- the loop ----------------------------------------------------------------------------
 
 
@@ -465,6 +491,14 @@ def serve_metrics(agent, ip, port):
 # -- direct requests the daemons share ---------------------------------------------------
 
 
+def direct_timeouts(conf):
+    """``conn_timeout``/``node_timeout`` of a daemon's conf, as keywords for its requests."""
+    return {
+        "conn_timeout": config_float(conf.get("conn_timeout", "0.5"), "conn_timeout", 0),
+        "node_timeout": config_float(conf.get("node_timeout", "10"), "node_timeout", 0),
+    }
+
+
 def direct_listing(nodes, part, account, container=None, marker="", limit=1000, **timeouts):
     """One page of an account or container listing straight from its servers.
 
@@ -505,6 +539,25 @@ def direct_request(node, method, part, names, headers, **timeouts):
         return request(node, method, backend_path(part, *names), headers, **timeouts).status
     except BackendError:
         return None
+
+
+def direct_delete_everywhere(nodes, part, names, headers, updates, **timeouts):
+    """DELETE ``names`` on every node; the statuses (None for a node not reached).
+
+    ``updates`` is ``(kind, nodes, part)`` of the servers each DELETE should update:
+    the request to the node in slot *n* carries the ``update_headers`` of slot *n*."""
+    kind, update_nodes, update_part = updates
+    return [
+        direct_request(
+            node,
+            "DELETE",
+            part,
+            names,
+            {**headers, **update_headers(kind, update_nodes, update_part, slot)},
+            **timeouts,
+        )
+        for slot, node in enumerate(nodes)
+    ]
 
 
 def update_headers(kind, nodes, part, slot):

@@ -1,4 +1,5 @@
-"""What the container and account WSGI apps share: config, finding a broker, DB errors.
+"""What the container and account WSGI apps share: config, finding a broker, DB errors,
+and the verbs that work alike on either database (POST, HEAD, REPLICATE).
 
 A database error is not a bug in the request: a corrupt file answers 500 (and is logged
 in one line, for the auditor to quarantine it), a database held by another writer for
@@ -8,17 +9,37 @@ too long answers 503, so the proxy tries another replica either way.
 from webob import Response
 
 from common.config import config_float, config_true
-from common.db import DatabaseCorrupt, DatabaseLocked, DatabaseSchemaError, db_file_path
+from common.constraints import check_metadata
+from common.db import (
+    DatabaseCorrupt,
+    DatabaseLocked,
+    DatabaseSchemaError,
+    db_file_path,
+    metadata_updates,
+)
+from common.db_replicator import handle_replicate
 from common.devices import check_partition, device_path
 from common.hashing import hash_path, load_hash_secrets
-from common.http import HTTPError, WSGIApp
+from common.http import HTTPError, WSGIApp, request_timestamp
+from common.listing import listing_format
 from common.timestamp import Timestamp
 
 
 class DatabaseApp(WSGIApp):
-    """Base of the container and account apps; subclasses set ``broker_class``."""
+    """Base of the container and account apps.
+
+    A subclass sets ``broker_class``, ``kind`` (``account``/``container``: the metadata
+    it checks), ``row_name`` (what a longer path names: ``a container``...) and
+    ``meta_prefixes``/``saved_headers`` (the metadata a POST keeps), and gives
+    ``_open(req)`` (``(broker, *names, row)``, ``row`` None unless the path names a row),
+    ``_live_info(broker)`` (the stat row, else a 404) and ``_headers(broker, info)``.
+    """
 
     broker_class = None
+    kind = None
+    row_name = None
+    meta_prefixes = ()
+    saved_headers = frozenset()
 
     def __init__(self, conf, logger=None, hash_secrets=None):
         super().__init__(logger)
@@ -51,6 +72,35 @@ class DatabaseApp(WSGIApp):
         name_hash = hash_path(*names, secrets=self.hash_secrets)
         path = db_file_path(dev_path, self.broker_class.datadir, part, name_hash)
         return self.broker_class(path, timeout=self.db_lock_timeout, logger=self.logger)
+
+    def _open_database(self, req, verb):
+        """``(broker, *names)`` for a request on the database itself; 400 for a row path."""
+        broker, *names, row = self._open(req)
+        if row is not None:
+            raise HTTPError(400, f"{verb} {self.row_name} row is not supported")
+        return (broker, *names)
+
+    def POST(self, req):
+        broker = self._open_database(req, "POST to")[0]
+        timestamp = request_timestamp(req)
+        check_metadata(req.headers, self.kind)
+        with broker:
+            info = self._live_info(broker)
+            broker.update_metadata(
+                metadata_updates(req.headers, self.meta_prefixes, self.saved_headers, timestamp)
+            )
+            return no_content(backend_headers(info))
+
+    def HEAD(self, req):
+        broker = self._open_database(req, "HEAD of")[0]
+        _fmt, content_type = listing_format(req)
+        with broker:
+            info = self._live_info(broker)
+            return no_content(self._headers(broker, info), content_type)
+
+    def REPLICATE(self, req):
+        """Database replication between servers (common.db_replicator)."""
+        return handle_replicate(self, req)
 
     def is_auto_create(self, account):
         """Accounts under the auto-create prefix (``.expiring_objects``...) make themselves."""

@@ -23,15 +23,20 @@ def makedirs(path):
             raise
 
 
-def atomic_write_bytes(path, data, tmp_dir=None):
-    """Write ``data`` to ``path`` via a temp file in the same (or given) dir, fsync, rename."""
+def atomic_write_bytes(path, data, tmp_dir=None, durable=True):
+    """Write ``data`` to ``path`` via a temp file in the same (or given) dir, fsync, rename.
+
+    ``durable=False`` skips the fsyncs: for caches that are rebuilt if a crash loses them,
+    the rename alone still guarantees that readers never see a half-written file.
+    """
     target_dir = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(dir=tmp_dir or target_dir, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as fp:
             fp.write(data)
             fp.flush()
-            os.fsync(fp.fileno())
+            if durable:
+                os.fsync(fp.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         try:
@@ -39,4 +44,5 @@ def atomic_write_bytes(path, data, tmp_dir=None):
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(target_dir)
+    if durable:
+        fsync_dir(target_dir)

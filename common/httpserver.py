@@ -136,6 +136,9 @@ class GreenServer:
             minimum_chunk_size=MINIMUM_WRITE_CHUNK,
             socket_timeout=options.client_timeout or None,
             protocol=_HttpProtocol,
+            # Send header names as the app wrote them (S3 clients read x-amz-meta-* keys
+            # in lower case).
+            capitalize_response_headers=False,
         )
         self.pool = eventlet.GreenPool(options.max_clients)
         self.connections = {}  # id -> (eventlet's [addr, socket, state], accepted at)

@@ -12,6 +12,14 @@
     name = silver
     deprecated = yes
 
+    [policy:2]
+    name = ec42
+    type = erasure_coding
+    ec_type = isa_l_rs_vand
+    ec_num_data_fragments = 4
+    ec_num_parity_fragments = 2
+    ec_object_segment_size = 1048576
+
 With no ``[policy:N]`` section at all the cluster has one policy, 0, named "Policy-0".
 Each policy keeps its objects on its own ring (``object.ring.gz`` for 0,
 ``object-<N>.ring.gz`` otherwise) and under its own directory on disk.
@@ -23,7 +31,7 @@ them, so adding erasure coding is one more class, with nothing else here changin
 
 import re
 
-from common.config import ConfigError, config_true, haneul_conf_path, read_conf
+from common.config import ConfigError, config_int, config_true, haneul_conf_path, read_conf
 
 SECTION_RE = re.compile(r"^policy:(\d+)$")
 NAME_RE = re.compile(r"^[A-Za-z0-9-]+$")
@@ -98,6 +106,9 @@ class StoragePolicy:
         """How many of ``node_count`` nodes must accept a write for it to succeed."""
         raise NotImplementedError
 
+    def check_ring(self, ring_name, replica_count):
+        """Raise ConfigError if a ring of ``replica_count`` replicas cannot hold this policy."""
+
     def info(self):
         """What /info shows about the policy."""
         entry = {"name": self.name, "aliases": ", ".join(self.names)}
@@ -117,6 +128,107 @@ class ReplicationPolicy(StoragePolicy):
 
     def quorum_size(self, node_count):
         return node_count // 2 + 1
+
+
+DEFAULT_EC_SEGMENT_SIZE = 1048576
+
+
+@register_policy_type("erasure_coding")
+class ErasureCodingPolicy(StoragePolicy):
+    """Objects cut into segments, each encoded (pyeclib) into k data + m parity fragments.
+
+    Fragment ``i`` of every segment goes to primary ``i`` of the object ring, which needs
+    exactly k + m replicas. Any k fragments of a segment give it back. The pyeclib driver
+    is built once, when the policy is read, so a bad ``ec_type`` stops a server at start.
+    """
+
+    type_options = frozenset(
+        {
+            "ec_type",
+            "ec_num_data_fragments",
+            "ec_num_parity_fragments",
+            "ec_object_segment_size",
+        }
+    )
+
+    ec_type = None
+    ec_ndata = 0
+    ec_nparity = 0
+    ec_segment_size = DEFAULT_EC_SEGMENT_SIZE
+    _driver = None
+
+    def load_options(self, options):
+        where = f"policy {self.index} ({self.name})"
+        self.ec_type = options.get("ec_type", "").strip()
+        if not self.ec_type:
+            raise ConfigError(f"{where}: ec_type is required for an erasure_coding policy")
+        try:
+            self.ec_ndata = config_int(
+                options.get("ec_num_data_fragments", ""), "ec_num_data_fragments", 1
+            )
+            self.ec_nparity = config_int(
+                options.get("ec_num_parity_fragments", ""), "ec_num_parity_fragments", 1
+            )
+            self.ec_segment_size = config_int(
+                options.get("ec_object_segment_size", str(DEFAULT_EC_SEGMENT_SIZE)),
+                "ec_object_segment_size",
+                1,
+            )
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        self._driver = self._build_driver(where)
+
+    def _build_driver(self, where):
+        try:
+            from pyeclib.ec_iface import VALID_EC_TYPES, ECDriver, ECDriverError
+        except ImportError:
+            raise ConfigError(
+                f"{where}: erasure coding needs pyeclib (pip install pyeclib)"
+            ) from None
+        if self.ec_type not in VALID_EC_TYPES:
+            known = ", ".join(VALID_EC_TYPES)
+            raise ConfigError(f"{where}: unknown ec_type {self.ec_type!r} (known: {known})")
+        try:
+            return ECDriver(k=self.ec_ndata, m=self.ec_nparity, ec_type=self.ec_type)
+        except ECDriverError as err:
+            raise ConfigError(
+                f"{where}: ec_type {self.ec_type} with k={self.ec_ndata}, m={self.ec_nparity} "
+                f"is not available here: {str(err).splitlines()[0]}"
+            ) from None
+
+    @property
+    def driver(self):
+        """The pyeclib ``ECDriver`` (encode, decode, reconstruct, get_segment_info)."""
+        return self._driver
+
+    @property
+    def ec_n_fragments(self):
+        """k + m: the fragments of every segment, and the object ring's replica count."""
+        return self.ec_ndata + self.ec_nparity
+
+    @property
+    def fragment_size(self):
+        """Bytes of one fragment of a whole segment (pyeclib header included)."""
+        return self.fragment_size_for(self.ec_segment_size)
+
+    def fragment_size_for(self, segment_length):
+        """Bytes of one fragment of a segment of ``segment_length`` (<= segment size) bytes."""
+        if segment_length <= 0:
+            return 0
+        info = self._driver.get_segment_info(segment_length, self.ec_segment_size)
+        return info["fragment_size"]
+
+    def quorum_size(self, node_count):
+        """k + 1 fragment archives must be stored to commit (k when m is 1)."""
+        return self.ec_ndata + (1 if self.ec_nparity > 1 else 0)
+
+    def check_ring(self, ring_name, replica_count):
+        if replica_count != self.ec_n_fragments:
+            raise ConfigError(
+                f"policy {self.index} ({self.name}): ring {ring_name} has {replica_count:g} "
+                f"replicas but {self.ec_ndata}+{self.ec_nparity} erasure coding needs "
+                f"{self.ec_n_fragments}"
+            )
 
 
 class StoragePolicies:

@@ -20,7 +20,6 @@ from common.db_app import (
     no_content,
     not_found,
 )
-from common.db_replicator import handle_replicate
 from common.http import HTTPError, request_path, request_timestamp, split_path
 from common.listing import (
     Subdir,
@@ -58,6 +57,10 @@ class ContainerApp(DatabaseApp):
 
     log_name = "container-server"
     broker_class = ContainerBroker
+    kind = "container"
+    row_name = "an object"
+    meta_prefixes = META_PREFIXES
+    saved_headers = SAVED_HEADERS
 
     def __init__(self, conf, logger=None, hash_secrets=None):
         super().__init__(conf, logger, hash_secrets)
@@ -197,32 +200,8 @@ class ContainerApp(DatabaseApp):
                 raise not_found(info)
             return no_content()
 
-    def POST(self, req):
-        broker, _account, _container, obj = self._open(req)
-        if obj is not None:
-            raise HTTPError(400, "POST to an object row is not supported")
-        timestamp = request_timestamp(req)
-        check_metadata(req.headers, "container")
-        with broker:
-            info = self._live_info(broker)
-            broker.update_metadata(
-                metadata_updates(req.headers, META_PREFIXES, SAVED_HEADERS, timestamp)
-            )
-            return no_content(backend_headers(info))
-
-    def HEAD(self, req):
-        broker, _account, _container, obj = self._open(req)
-        if obj is not None:
-            raise HTTPError(400, "HEAD of an object row is not supported")
-        _fmt, content_type = listing_format(req)
-        with broker:
-            info = self._live_info(broker)
-            return no_content(self._headers(broker, info), content_type)
-
     def GET(self, req):
-        broker, _account, container, obj = self._open(req)
-        if obj is not None:
-            raise HTTPError(400, "GET of an object row is not supported")
+        broker, _account, container = self._open_database(req, "GET of")
         params = parse_listing_params(req)
         fmt, content_type = listing_format(req)
         with broker:
@@ -233,10 +212,6 @@ class ContainerApp(DatabaseApp):
             {"subdir": str(row)} if isinstance(row, Subdir) else object_entry(*row) for row in rows
         ]
         return listing_response(entries, fmt, content_type, "container", container, headers)
-
-    def REPLICATE(self, req):
-        """Database replication between servers (common.db_replicator)."""
-        return handle_replicate(self, req)
 
     # -- helpers ---------------------------------------------------------------------------
 

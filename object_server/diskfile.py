@@ -24,6 +24,7 @@ import time
 import uuid
 
 from common.byteranges import multipart_body
+from common.concurrency import run_in_thread
 from common.fileops import fsync_dir, makedirs
 from common.hashing import hash_path, load_hash_secrets
 from common.timestamp import Timestamp
@@ -32,6 +33,7 @@ from object_server.filenames import DATA, META, TOMBSTONE, gather, make_filename
 from object_server.hashes import (
     cleanup_hash_dir,
     get_hashes,
+    hash_suffix,
     invalidate_hash,
     list_partitions,
     purge_files,
@@ -46,7 +48,10 @@ DEFAULT_CHUNK_SIZE = 65536
 DEFAULT_RECLAIM_AGE = 7 * 24 * 3600
 OPEN_ATTEMPTS = 3
 # Keys of a .data file's metadata that a POST's .meta does not replace.
-DATAFILE_KEYS = frozenset({"name", "content-length", "etag", "content-type"})
+# Kept from the .data when a POST replaces the metadata (a manifest stays a manifest).
+DATAFILE_KEYS = frozenset(
+    {"name", "content-length", "etag", "content-type", "x-static-large-object"}
+)
 SYSMETA_PREFIX = "x-object-sysmeta-"
 IMMUTABLE_KEYS = ("name", "Content-Length", "ETag")
 
@@ -114,7 +119,17 @@ def merge_metadata(data_metadata, meta_metadata):
 
 
 class DiskFileManager:
-    """Finds and makes DiskFiles on devices; what a server or replicator holds on to."""
+    """Finds and makes DiskFiles on devices; what a server or replicator holds on to.
+
+    ``diskfile_class`` and ``suffix_hasher`` are what an erasure-coded policy's manager
+    (object_server.ec_diskfile) replaces.
+    """
+
+    suffix_hasher = staticmethod(hash_suffix)
+
+    @property
+    def diskfile_class(self):
+        return DiskFile
 
     def __init__(
         self,
@@ -138,17 +153,19 @@ class DiskFileManager:
         """The DiskFile of ``/account/container/obj`` in ``partition`` on a device."""
         obj_hash = hash_path(account, container, obj, secrets=self.hash_secrets)
         name = f"/{account}/{container}/{obj}"
-        return DiskFile(self, dev_path, partition, policy_index, obj_hash, name)
+        return self.diskfile_class(self, dev_path, partition, policy_index, obj_hash, name)
 
     def get_diskfile_from_hash(self, dev_path, partition, obj_hash, policy_index=0):
         """The DiskFile of a hash dir whose name we don't know (replication)."""
         if not layout.is_hash(obj_hash):
             raise ValueError(f"not an object hash: {obj_hash!r}")
-        return DiskFile(self, dev_path, partition, policy_index, obj_hash, None)
+        return self.diskfile_class(self, dev_path, partition, policy_index, obj_hash, None)
 
     def get_hashes(self, dev_path, partition, policy_index=0, recalculate=()):
         """``{suffix: md5-hex}`` of a partition (see object_server.hashes)."""
-        return get_hashes(dev_path, partition, policy_index, recalculate, self.reclaim_age)
+        return get_hashes(
+            dev_path, partition, policy_index, recalculate, self.reclaim_age, self.suffix_hasher
+        )
 
     # -- replication: what a partition holds, and moving a handoff's copy away -----------
 
@@ -171,7 +188,7 @@ class DiskFileManager:
 
     def remove_partition_if_empty(self, dev_path, partition, policy_index=0):
         """Rehash a partition and delete its directory if no object is left; True if gone."""
-        get_hashes(dev_path, partition, policy_index, (), self.reclaim_age)
+        self.get_hashes(dev_path, partition, policy_index)
         return remove_empty_partition(layout.partition_dir(dev_path, partition, policy_index))
 
     def quarantine(self, dev_path, policy_index, hash_dir, reason=""):
@@ -227,6 +244,7 @@ class DiskFile:
         self._datafile_metadata = None
         self._meta_metadata = None
         self._data_timestamp = None
+        self._frag_index = None
         self._content_length = None
 
     # -- reading -------------------------------------------------------------------
@@ -266,7 +284,9 @@ class DiskFile:
             raise DiskFileDeleted("object deleted", ondisk.base.timestamp)
         if ondisk.base is None:
             raise DiskFileNotExist()
-        datafile = ondisk.data[0]
+        datafile = self._choose_datafile(ondisk)
+        if datafile is None:
+            raise DiskFileNotExist()
         data_path = os.path.join(self.datadir, datafile.filename)
         try:
             fd = os.open(data_path, os.O_RDONLY)
@@ -289,8 +309,13 @@ class DiskFile:
         self._meta_metadata = meta_metadata
         self._metadata = merge_metadata(data_metadata, meta_metadata)
         self._data_timestamp = datafile.timestamp
+        self._frag_index = datafile.frag_index
         self._content_length = content_length
         return True
+
+    def _choose_datafile(self, ondisk):
+        """The FileInfo of the .data to serve of an OnDisk whose base is data (or None)."""
+        return ondisk.data[0]
 
     def _read_data_metadata(self, fd, filename):
         try:
@@ -379,6 +404,12 @@ class DiskFile:
     def content_length(self):
         self._need_open()
         return self._content_length
+
+    @property
+    def frag_index(self):
+        """The fragment index of the open .data (None for a replicated object)."""
+        self._need_open()
+        return self._frag_index
 
     def reader(self):
         """A DiskFileReader over the open object's bytes; it now owns the open file."""
@@ -475,21 +506,23 @@ class DiskFileWriter:
         """MD5 hex of what was written so far."""
         return self._md5.hexdigest()
 
-    def put(self, metadata, ext=DATA):
+    def put(self, metadata, ext=DATA, frag_index=None, durable=False):
         """Make the written file the object's ``ext`` at ``metadata['X-Timestamp']``.
 
         fsync the file, rename it into the hash dir, fsync that dir (and any dirs this
-        made), clean obsolete files, mark the suffix for rehashing.
+        made), clean obsolete files, mark the suffix for rehashing. A ``frag_index``
+        makes it an erasure-coded fragment archive (``<ts>#<frag>[#d].data``).
         """
         df = self.diskfile
         timestamp = Timestamp(metadata["X-Timestamp"])
-        filename = make_filename(timestamp, ext)
+        filename = make_filename(timestamp, ext, frag_index, durable)
         target = os.path.join(df.datadir, filename)
         try:
             if self._fallocated and self.size != self.bytes_written:
                 os.ftruncate(self.fd, self.bytes_written)
             write_metadata(self.fd, metadata, self.bytes_written)
-            os.fsync(self.fd)
+            # fsyncs wait on the disk: in a thread, so this server's other requests go on.
+            run_in_thread(os.fsync, self.fd)
             _makedirs_durable(df.datadir, df.dev_path)
             os.rename(self.tmp_path, target)
         except OSError as err:
@@ -498,7 +531,7 @@ class DiskFileWriter:
         self.fd = None
         self.tmp_path = None
         self.put_path = target
-        fsync_dir(df.datadir)
+        run_in_thread(fsync_dir, df.datadir)
         cleanup_hash_dir(df.datadir)
         invalidate_hash(os.path.dirname(df.datadir))
         return target
@@ -533,7 +566,7 @@ def _makedirs_durable(path, stop_at):
         return
     makedirs(path)
     for created in reversed(missing):
-        fsync_dir(os.path.dirname(created))
+        run_in_thread(fsync_dir, os.path.dirname(created))
 
 
 class DiskFileReader:

@@ -24,15 +24,15 @@ import time
 
 from common import expiring
 from common.concurrency import Pile
-from common.config import config_float, config_int
+from common.config import config_int
 from common.daemon import (
+    RingCache,
+    direct_delete_everywhere,
     direct_listing,
     direct_request,
-    hash_secrets_of,
-    load_ring,
+    direct_timeouts,
     local_devices,
     object_ring_name,
-    update_headers,
 )
 from common.timestamp import Timestamp
 
@@ -49,26 +49,14 @@ class ObjectExpirer:
         conf = conf or {}
         self.conf = conf
         self.logger = logger or logging.getLogger("haneul.object-expirer")
-        self.timeouts = {
-            "conn_timeout": config_float(conf.get("conn_timeout", "0.5"), "conn_timeout", 0),
-            "node_timeout": config_float(conf.get("node_timeout", "10"), "node_timeout", 0),
-        }
+        self.timeouts = direct_timeouts(conf)
         self.concurrency = config_int(conf.get("concurrency", "4"), "concurrency", 1)
         self.processes = config_int(conf.get("processes", "0"), "processes", 0)
         self.process = config_int(conf.get("process", "0"), "process", 0)
         if self.processes and self.process >= self.processes:
             raise ValueError(f"process must be below processes ({self.processes})")
         self.clock = clock
-        self._rings = dict(rings or {})
-        self._secrets = None
-
-    def ring(self, name):
-        """The named ring (``account``, ``container``, ``object``...), loaded once."""
-        if name not in self._rings:
-            if self._secrets is None:
-                self._secrets = hash_secrets_of(self.conf)
-            self._rings[name] = load_ring(self.conf, name, self._secrets)
-        return self._rings[name]
+        self.ring = RingCache(conf, rings)
 
     def run_once(self, devices=None):
         """Work through every due queue container this node owns; the counters."""
@@ -172,19 +160,19 @@ class ObjectExpirer:
         policy = expiring.policy_of(entry.get("content_type"))
         opart, onodes = self.ring(object_ring_name(policy)).get_nodes(account, container, obj)
         cpart, cnodes = self.ring("container").get_nodes(account, container)
-        statuses = []
-        for slot, node in enumerate(onodes):
-            headers = {
-                "X-Timestamp": Timestamp(delete_at).internal,
-                "X-If-Delete-At": str(delete_at),
-                "X-Backend-Storage-Policy-Index": str(policy),
-                **update_headers("Container", cnodes, cpart, slot),
-            }
-            statuses.append(
-                direct_request(
-                    node, "DELETE", opart, (account, container, obj), headers, **self.timeouts
-                )
-            )
+        headers = {
+            "X-Timestamp": Timestamp(delete_at).internal,
+            "X-If-Delete-At": str(delete_at),
+            "X-Backend-Storage-Policy-Index": str(policy),
+        }
+        statuses = direct_delete_everywhere(
+            onodes,
+            opart,
+            (account, container, obj),
+            headers,
+            ("Container", cnodes, cpart),
+            **self.timeouts,
+        )
         deleted = sum(1 for s in statuses if s is not None and 200 <= s < 300)
         settled = deleted + sum(1 for s in statuses if s in SETTLED)
         if settled < len(onodes) // 2 + 1:
@@ -209,17 +197,13 @@ class ObjectExpirer:
 
     def _delete_bucket(self, bucket, part, nodes):
         apart, anodes = self.ring("account").get_nodes(expiring.EXPIRING_ACCOUNT)
-        timestamp = Timestamp.now().internal
-        good = 0
-        for slot, node in enumerate(nodes):
-            headers = {"X-Timestamp": timestamp, **update_headers("Account", anodes, apart, slot)}
-            status = direct_request(
-                node,
-                "DELETE",
-                part,
-                (expiring.EXPIRING_ACCOUNT, bucket),
-                headers,
-                **self.timeouts,
-            )
-            good += status is not None and (200 <= status < 300 or status == 404)
+        statuses = direct_delete_everywhere(
+            nodes,
+            part,
+            (expiring.EXPIRING_ACCOUNT, bucket),
+            {"X-Timestamp": Timestamp.now().internal},
+            ("Account", anodes, apart),
+            **self.timeouts,
+        )
+        good = sum(1 for s in statuses if s is not None and (200 <= s < 300 or s == 404))
         return good >= len(nodes) // 2 + 1

@@ -96,31 +96,41 @@ def invalidate_hash(suffix_dir):
             fp.write(suffix + "\n")
 
 
-def hash_suffix(suffix_dir, reclaim_before=None):
-    """The MD5 hex of a suffix dir's contents, or None if it holds nothing (then removed)."""
+def cleaned_hash_dirs(suffix_dir, reclaim_before=None):
+    """``(hash, OnDisk)`` of each hash dir of a suffix, in hash order, obsolete files
+    cleaned away first. A missing suffix dir has none."""
     try:
         hash_names = sorted(os.listdir(suffix_dir))
     except FileNotFoundError:
-        return None
+        return
     except NotADirectoryError:
         logger.warning("suffix %s is not a directory; ignoring it", suffix_dir)
-        return None
-    md5 = hashlib.md5(usedforsecurity=False)
-    found = False
+        return
     for obj_hash in hash_names:
         path = os.path.join(suffix_dir, obj_hash)
-        if not os.path.isdir(path):
-            continue
-        ondisk = cleanup_hash_dir(path, reclaim_before)
+        if os.path.isdir(path):
+            yield obj_hash, cleanup_hash_dir(path, reclaim_before)
+
+
+def remove_suffix_dir(suffix_dir):
+    """rmdir a suffix that holds nothing any more (one that still does stays)."""
+    try:
+        os.rmdir(suffix_dir)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.ENOTDIR):
+            raise
+
+
+def hash_suffix(suffix_dir, reclaim_before=None):
+    """The MD5 hex of a suffix dir's contents, or None if it holds nothing (then removed)."""
+    md5 = hashlib.md5(usedforsecurity=False)
+    found = False
+    for obj_hash, ondisk in cleaned_hash_dirs(suffix_dir, reclaim_before):
         for info in sorted(ondisk.kept(), key=lambda i: i.filename):
             md5.update(f"{obj_hash}/{info.filename}\n".encode())
             found = True
     if not found:
-        try:
-            os.rmdir(suffix_dir)
-        except OSError as err:
-            if err.errno not in (errno.ENOENT, errno.ENOTEMPTY):
-                raise
+        remove_suffix_dir(suffix_dir)
         return None
     return md5.hexdigest()
 
@@ -144,7 +154,8 @@ def _load(part_dir):
 
 def _save(part_dir, gen, hashes):
     data = msgpack.packb({"gen": gen, "hashes": hashes, "updated": time.time()})
-    atomic_write_bytes(os.path.join(part_dir, layout.HASHES_FILE), data)
+    # A cache: after a crash that loses it, suffixes are simply hashed again.
+    atomic_write_bytes(os.path.join(part_dir, layout.HASHES_FILE), data, durable=False)
 
 
 def _take_invalid(part_dir):
@@ -164,11 +175,15 @@ def _list_suffixes(part_dir):
     return [name for name in os.listdir(part_dir) if layout.is_suffix(name)]
 
 
-def get_hashes(dev_path, partition, policy_index, recalculate=(), reclaim_age=None):
+def get_hashes(
+    dev_path, partition, policy_index, recalculate=(), reclaim_age=None, hasher=hash_suffix
+):
     """``{suffix: md5-hex}`` for a partition, recomputing invalidated and named suffixes.
 
     ``reclaim_age`` (seconds) lets hashing delete tombstones older than that. A
-    partition that does not exist has no suffixes.
+    partition that does not exist has no suffixes. ``hasher(suffix_dir,
+    reclaim_before)`` computes one suffix's value (None: the suffix is empty); an
+    erasure-coded policy passes its own (object_server.ec_hashes).
     """
     part_dir = layout.partition_dir(dev_path, partition, policy_index)
     if not os.path.isdir(part_dir):
@@ -192,8 +207,11 @@ def get_hashes(dev_path, partition, policy_index, recalculate=(), reclaim_age=No
         if hashes is None:
             hashes = dict.fromkeys(_list_suffixes(part_dir))
         hashes.update(dict.fromkeys(recalculate))
-        for suffix in [s for s, h in hashes.items() if h is None]:
-            value = hash_suffix(os.path.join(part_dir, suffix), reclaim_before)
+        stale = [s for s, h in hashes.items() if h is None]
+        if not stale and gen:
+            return hashes  # the cache was whole and current: nothing to hash or save
+        for suffix in stale:
+            value = hasher(os.path.join(part_dir, suffix), reclaim_before)
             if value is None:
                 del hashes[suffix]
             else:

@@ -28,29 +28,26 @@ hash comparison.
 import logging
 import time
 
-import msgpack
-
 from common import daemon as agent_helpers
-from common.backend import BackendError, request
-from common.config import ConfigError, config_float, config_int, config_true
-from common.devices import device_path
-from common.http import HTTPError
+from common.concurrency import Pile
+from common.config import config_float, config_int, config_true
 from common.policies import load_policies
 from object_server import layout
 from object_server.diskfile import DEFAULT_RECLAIM_AGE, DiskFileManager
 from object_server.hashes import LockTimeout
+from object_server.partition_walk import (
+    RemoteUnmounted,
+    ReplicationError,
+    local_devices,
+    local_partitions,
+    mounted_device_path,
+    replicate,
+    where,
+)
 from object_server.ssync_sender import Sender, SyncError
 
 REPLICATE_SUFFIXES_PER_REQUEST = 512  # keeps the request line far below 8 KiB
 MAX_HASHES_ANSWER = 1024 * 1024
-
-
-class RemoteUnmounted(Exception):
-    """The remote device answered 507: not mounted or not there."""
-
-
-class ReplicationError(Exception):
-    """A remote could not be asked for its hashes or synced."""
 
 
 def new_counters():
@@ -82,6 +79,8 @@ class ObjectReplicator:
         self.reclaim_age = config_int(
             conf.get("reclaim_age", DEFAULT_RECLAIM_AGE), "reclaim_age", 0
         )
+        # Partitions replicated side by side: a pass is mostly waiting on peers' answers.
+        self.concurrency = config_int(conf.get("concurrency", "4"), "concurrency", 1)
         haneul_conf = conf.get("haneul_conf", "").strip() or None
         self.hash_secrets = agent_helpers.hash_secrets_of(conf)
         self.policies = load_policies(haneul_conf)
@@ -98,18 +97,12 @@ class ObjectReplicator:
         """Replicate every local partition (of the named devices only, if given)."""
         stats = new_counters()
         started = time.monotonic()
-        only = set(devices) if devices is not None else None
-        for policy in self.policies:
-            if policy.policy_type != "replication":
-                continue  # erasure-coded policies are the reconstructor's
-            try:
-                ring = agent_helpers.load_ring(self.conf, policy.ring_name, self.hash_secrets)
-            except ConfigError as err:
-                self.logger.info("policy %d not replicated: %s", policy.index, err)
-                continue
-            local = agent_helpers.local_devices(ring, self.conf, only)
-            for _device, dev in sorted(local.items()):
-                self._replicate_device(ring, dev, policy.index, stats)
+        # Erasure-coded policies are the reconstructor's.
+        replicated = [policy for policy in self.policies if policy.policy_type == "replication"]
+        for policy, ring, dev in local_devices(
+            self.conf, replicated, self.hash_secrets, devices, self.logger, "replicated"
+        ):
+            self._replicate_device(ring, dev, policy.index, stats)
         stats["duration"] = round(time.monotonic() - started, 3)
         self.logger.info(
             "object replication pass: %d partitions (%d primary, %d handoff), "
@@ -126,27 +119,25 @@ class ObjectReplicator:
         return stats
 
     def _replicate_device(self, ring, dev, policy_index, stats):
-        try:
-            dev_path = device_path(self.devices, dev["device"], self.mount_check)
-        except HTTPError:
-            self.logger.warning("skipping %s: not mounted", dev["device"])
+        dev_path = mounted_device_path(self.devices, dev, self.mount_check, self.logger)
+        if dev_path is None:
             return
         self.diskfiles.cleanup_tmp(dev_path, self.reclaim_age)
-        for part in self.diskfiles.partitions(dev_path, policy_index):
-            if part >= ring.partition_count:
-                self.logger.warning(
-                    "%s: partition %d is outside the ring (%d partitions); left alone",
-                    dev_path,
-                    part,
-                    ring.partition_count,
-                )
-                continue
+        pile = Pile(self.concurrency)
+        for part in local_partitions(self.diskfiles, ring, dev_path, policy_index, self.logger):
             stats["partitions_checked"] += 1
-            try:
-                self.replicate_partition(ring, dev, dev_path, part, policy_index, stats)
-            except (LockTimeout, OSError) as err:
+            pile.spawn(self._replicate_one, ring, dev, dev_path, part, policy_index, stats)
+        for error in pile:
+            if error is not None:  # an unexpected exception, handed back by the pile
                 stats["errors"] += 1
-                self.logger.error("%s partition %d: %s", dev_path, part, err)
+                self.logger.error("%s: %r", dev_path, error)
+
+    def _replicate_one(self, ring, dev, dev_path, part, policy_index, stats):
+        try:
+            self.replicate_partition(ring, dev, dev_path, part, policy_index, stats)
+        except (LockTimeout, OSError) as err:
+            stats["errors"] += 1
+            self.logger.error("%s partition %d: %s", dev_path, part, err)
 
     def replicate_partition(self, ring, dev, dev_path, part, policy_index, stats):
         """Replicate one partition of a local device (a primary's or a handoff's)."""
@@ -181,7 +172,7 @@ class ObjectReplicator:
                 )
             except (ReplicationError, RemoteUnmounted, SyncError) as err:
                 stats["errors"] += 1
-                self.logger.warning("partition %d to %s: %s", part, _where(node), err)
+                self.logger.warning("partition %d to %s: %s", part, where(node), err)
 
     def _sync_suffixes(self, node, dev_path, part, policy_index, local, remote, stats, states=None):
         """Push the suffixes where ``local`` and ``remote`` hashes differ to ``node``.
@@ -220,7 +211,7 @@ class ObjectReplicator:
             self.logger.warning(
                 "partition %d to %s: %d objects refused, e.g. %s",
                 part,
-                _where(node),
+                where(node),
                 len(result.failed),
                 next(iter(result.failed.items())),
             )
@@ -244,7 +235,7 @@ class ObjectReplicator:
             except (ReplicationError, RemoteUnmounted, SyncError) as err:
                 everywhere = False
                 stats["errors"] += 1
-                self.logger.warning("handoff partition %d to %s: %s", part, _where(node), err)
+                self.logger.warning("handoff partition %d to %s: %s", part, where(node), err)
         if not everywhere:
             return
         for state in states:
@@ -267,36 +258,15 @@ class ObjectReplicator:
         ] or [[]]
         hashes = {}
         for group in groups:
-            path = f"/{part}" + ("/" + "-".join(group) if group else "")
-            headers = {
-                "X-Backend-Storage-Policy-Index": str(policy_index),
-                "X-Backend-Server-Type": "object",
-            }
-            try:
-                resp = request(
+            hashes.update(
+                replicate(
                     node,
-                    "REPLICATE",
-                    path,
-                    headers,
+                    part,
+                    policy_index,
+                    group,
+                    MAX_HASHES_ANSWER,
                     conn_timeout=self.conn_timeout,
                     node_timeout=self.node_timeout,
-                    max_body=MAX_HASHES_ANSWER,
                 )
-            except BackendError as err:
-                raise ReplicationError(str(err)) from None
-            if resp.status == 507:
-                raise RemoteUnmounted(f"{_where(node)} is not mounted")
-            if resp.status != 200:
-                raise ReplicationError(f"REPLICATE answered {resp.status}: {resp.body[:200]!r}")
-            try:
-                answer = msgpack.unpackb(resp.body, raw=False)
-            except (ValueError, TypeError, msgpack.UnpackException) as err:
-                raise ReplicationError(f"REPLICATE answer is not msgpack: {err}") from None
-            if not isinstance(answer, dict):
-                raise ReplicationError("REPLICATE answer is not a map")
-            hashes.update(answer)
+            )
         return hashes
-
-
-def _where(node):
-    return f"{node['ip']}:{node['port']}/{node['device']}"

@@ -4,7 +4,10 @@
 ``X-Backend-Storage-Policy-Index``; ``REPLICATE /<device>/<partition>[/<suf>-<suf>...]``
 answers the partition's suffix hashes as msgpack; ``SSYNC /<device>/<partition>`` takes
 objects pushed by a replicator (object_server.ssync). Every object file goes through
-object_server.diskfile. Header values arrive as WSGI (latin-1) strings; user-visible
+object_server.diskfile. An erasure-coded policy's PUT stores a fragment archive and a
+POST with ``X-Backend-Ec-Commit`` commits it (object_server.ec_commit); its GET/HEAD
+serve durable fragments only, and its REPLICATE hashes compare across fragment indexes
+(object_server.ec_hashes). Header values arrive as WSGI (latin-1) strings; user-visible
 ones are decoded to UTF-8 ``str`` here, once, and encoded back on the way out.
 """
 
@@ -29,7 +32,7 @@ from common.hashing import hash_path, load_hash_secrets
 from common.http import HTTPError, WSGIApp, request_path, request_timestamp, split_path
 from common.policies import load_policies
 from common.timestamp import TICKS_PER_SECOND
-from object_server import conditions, layout
+from object_server import conditions, ec_commit, layout
 from object_server.container_update import (
     ContainerTarget,
     container_target,
@@ -44,6 +47,7 @@ from object_server.diskfile import (
     DiskFileNotExist,
     is_no_space,
 )
+from object_server.ec_diskfile import FRAG_INDEX_HEADER, ECDiskFileManager, is_ec_policy
 from object_server.hashes import LockTimeout
 from object_server.ssync_receiver import handle_ssync
 
@@ -143,6 +147,12 @@ class ObjectApp(WSGIApp):
             reclaim_age=self.reclaim_age,
             logger=self.logger,
         )
+        self.ec_diskfiles = ECDiskFileManager(
+            hash_secrets,
+            disk_chunk_size=self.disk_chunk_size,
+            reclaim_age=self.reclaim_age,
+            logger=self.logger,
+        )
 
     # -- request parsing ---------------------------------------------------------------
 
@@ -175,9 +185,19 @@ class ObjectApp(WSGIApp):
             raise HTTPError(503, f"no storage policy with index {index}")
         return index
 
+    def _ec_policy(self, policy_index):
+        """The erasure-coded policy of this index, or None (replicated, or unknown)."""
+        policy = self.policies.get_by_index(policy_index) if self.policies is not None else None
+        return policy if is_ec_policy(policy) else None
+
+    def _manager(self, policy_index):
+        """The DiskFileManager for a policy: erasure-coded fragments or whole objects."""
+        return self.ec_diskfiles if self._ec_policy(policy_index) else self.diskfiles
+
     def _diskfile(self, device, part, account, container, obj, policy_index):
         dev_path = device_path(self.devices, device, self.mount_check)
-        df = self.diskfiles.get_diskfile(dev_path, part, account, container, obj, policy_index)
+        manager = self._manager(policy_index)
+        df = manager.get_diskfile(dev_path, part, account, container, obj, policy_index)
         return dev_path, df
 
     def _metadata_headers(self, req):
@@ -330,7 +350,11 @@ class ObjectApp(WSGIApp):
     # -- verbs ------------------------------------------------------------------------
 
     def PUT(self, req):
-        device, part, account, container, obj, policy_index = self._object_target(req)
+        target = self._object_target(req)
+        ec_policy = self._ec_policy(target[-1])
+        if ec_policy is not None:
+            return ec_commit.put_fragment(self, req, ec_policy, target)
+        device, part, account, container, obj, policy_index = target
         ts = self._timestamp(req)
         length = self._body_length(req)
         user_metadata = self._metadata_headers(req)
@@ -369,7 +393,9 @@ class ObjectApp(WSGIApp):
         update_headers = {
             "X-Size": str(writer.bytes_written),
             "X-Content-Type": content_type,
-            "X-Etag": etag,
+            # A middleware (slo for S3 multipart) may ask the listing to show another
+            # ETag than the stored bytes' MD5.
+            "X-Etag": req.headers.get("X-Object-Sysmeta-Container-Update-Override-Etag") or etag,
         }
         names = (account, container, obj)
         self._send_container_update(req, target, "PUT", names, update_headers, dev_path, df, ts)
@@ -381,7 +407,11 @@ class ObjectApp(WSGIApp):
         return resp
 
     def POST(self, req):
-        device, part, account, container, obj, policy_index = self._object_target(req)
+        target = self._object_target(req)
+        ec_policy = self._ec_policy(target[-1])
+        if ec_policy is not None and ec_commit.is_commit(req):
+            return ec_commit.commit_fragment(self, req, ec_policy, target)
+        device, part, account, container, obj, policy_index = target
         ts = self._timestamp(req)
         user_metadata = self._metadata_headers(req)
         content_type = self._content_type(req, default=None)
@@ -474,6 +504,8 @@ class ObjectApp(WSGIApp):
             ("X-Backend-Data-Timestamp", df.data_timestamp.internal),
             ("Accept-Ranges", "bytes"),
         ]
+        if df.frag_index is not None:
+            headers.append((FRAG_INDEX_HEADER, str(df.frag_index)))
         headers.extend(
             (key, wsgi_str(value))
             for key, value in sorted(metadata.items())
@@ -524,7 +556,7 @@ class ObjectApp(WSGIApp):
             raise HTTPError(400, f"bad suffix list {suffix_part!r}")
         dev_path = device_path(self.devices, device, self.mount_check)
         try:
-            hashes = self.diskfiles.get_hashes(dev_path, part, policy_index, suffixes)
+            hashes = self._manager(policy_index).get_hashes(dev_path, part, policy_index, suffixes)
         except LockTimeout as err:
             raise HTTPError(503, str(err)) from None
         body = msgpack.packb(hashes, use_bin_type=True)

@@ -28,6 +28,8 @@ FILTERS = {
     "healthcheck": "proxy.middleware.healthcheck:filter_factory",
     "proxy_logging": "proxy.middleware.proxy_logging:filter_factory",
     "tempauth": "proxy.middleware.tempauth:filter_factory",
+    "s3api": "proxy.s3api:filter_factory",
+    "slo": "proxy.middleware.slo:filter_factory",
 }
 APPS = {
     "proxy": "proxy.pipeline:app_factory",

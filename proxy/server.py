@@ -30,6 +30,7 @@ from proxy.controllers.base import Controller
 from proxy.controllers.container import ContainerController
 from proxy.controllers.info import InfoCache
 from proxy.controllers.nodes import parse_request_node_count
+from proxy.controllers.obj_ec import ECObjectController
 from proxy.controllers.obj_replicated import ObjectController
 from proxy.error_limiter import ErrorLimiter
 from ring.ring import Ring, RingFileError
@@ -59,9 +60,8 @@ CONF_DEFAULTS = {
     "expose_info": "true",
 }
 
-# The object controller of each storage policy type; an erasure-coding controller
-# joins with its policy type.
-OBJECT_CONTROLLERS = {"replication": ObjectController}
+# The object controller of each storage policy type.
+OBJECT_CONTROLLERS = {"replication": ObjectController, "erasure_coding": ECObjectController}
 
 METHODS = {
     "account": ("GET", "HEAD", "POST", "PUT", "DELETE"),
@@ -117,6 +117,9 @@ class ProxyApp:
         self._object_rings = {
             p.index: self._load_ring(p.ring_name, interval) for p in self.policies
         }
+        for policy in self.policies:
+            ring = self._object_rings[policy.index]
+            policy.check_ring(f"{policy.ring_name}.ring.gz", ring.replica_count)
 
     def _load_ring(self, name, interval):
         path = os.path.join(self.ring_dir, f"{name}.ring.gz")

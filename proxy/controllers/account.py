@@ -58,14 +58,7 @@ class AccountController(Controller):
             return denial
         ring = self.app.account_ring
         part = ring.get_part(self.account)
-        result, statuses = self.read_first(
-            ring,
-            part,
-            req.method,
-            self._path(part),
-            self.backend_headers(transfer=True),
-            query_string=req.query_string,
-        )
+        result, statuses = self.forward_read(ring, part, self._path(part))
         resp = self.read_response(result, statuses, int(ring.replica_count))
         if resp.status_int == 404 and self.app.account_autocreate:
             return empty_account_response(req, self.account)

@@ -296,6 +296,19 @@ class Controller:
                 return result, statuses
         return missing, statuses
 
+    def forward_read(self, ring, part, path):
+        """The client's GET/HEAD of an account or container, query string and all, sent
+        to the nodes of ``part`` as ``read_first`` does: (result, statuses seen)."""
+        req = self.req
+        return self.read_first(
+            ring,
+            part,
+            req.method,
+            path,
+            self.backend_headers(transfer=True),
+            query_string=req.query_string,
+        )
+
     def read_response(self, result, statuses, replicas):
         """A 404 if enough nodes said so (or none failed), else 503 when nothing answered."""
         if result is not None and result.status != 404:

@@ -41,14 +41,7 @@ class ContainerController(Controller):
             check_listing_limit(req.GET.get("limit"), CONTAINER_LISTING_LIMIT)
         ring = self.app.container_ring
         part = ring.get_part(self.account, self.container)
-        result, statuses = self.read_first(
-            ring,
-            part,
-            req.method,
-            self._path(part),
-            self.backend_headers(transfer=True),
-            query_string=req.query_string,
-        )
+        result, statuses = self.forward_read(ring, part, self._path(part))
         acl = None
         if result is not None and 200 <= result.status < 300:
             info = headers_to_info("container", result.status, result.headers)

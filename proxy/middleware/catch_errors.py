@@ -20,6 +20,7 @@ from webob import Request
 
 from common.http import HTTPError, error_response, new_trans_id
 from proxy.middleware import check_options, filter_conf
+from proxy.middleware.body import PassThroughBody
 
 OPTIONS = {"trans_id_suffix"}
 EXTRA_MAX = 32
@@ -80,24 +81,18 @@ class CatchErrors:
         return resp(environ, replacing_start_response)
 
 
-class _GuardedBody:
+class _GuardedBody(PassThroughBody):
     """Passes a response body through, logging an exception raised while it streams."""
 
     def __init__(self, app_iter, logger, environ, trans_id):
-        self.app_iter = app_iter
-        self.iterator = None
+        super().__init__(app_iter)
         self.logger = logger
         self.environ = environ
         self.trans_id = trans_id
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
-        if self.iterator is None:
-            self.iterator = iter(self.app_iter)
         try:
-            return next(self.iterator)
+            return super().__next__()
         except StopIteration:
             raise
         except Exception:
@@ -108,11 +103,6 @@ class _GuardedBody:
                 self.trans_id,
             )
             raise
-
-    def close(self):
-        close = getattr(self.app_iter, "close", None)
-        if close is not None:
-            close()
 
 
 def filter_factory(global_conf, local_conf):

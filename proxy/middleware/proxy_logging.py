@@ -19,6 +19,7 @@ import time
 from urllib.parse import quote
 
 from proxy.middleware import check_options, filter_conf
+from proxy.middleware.body import PassThroughBody
 
 OPTIONS = {"access_log_name"}
 DEFAULT_LOG_NAME = "haneul.proxy.access"
@@ -167,26 +168,20 @@ class ProxyLogging:
         )
 
 
-class _LoggedBody:
+class _LoggedBody(PassThroughBody):
     """Counts the response bytes and logs the request when the server closes the body."""
 
     def __init__(self, app_iter, logging_filter, txn):
-        self.app_iter = app_iter
-        self.iterator = None
+        super().__init__(app_iter)
         self.filter = logging_filter
         self.txn = txn
         self.exhausted = False
         self.failed = False
         self.logged = False
 
-    def __iter__(self):
-        return self
-
     def __next__(self):
-        if self.iterator is None:
-            self.iterator = iter(self.app_iter)
         try:
-            chunk = next(self.iterator)
+            chunk = super().__next__()
         except StopIteration:
             self.exhausted = True
             self._log()
@@ -199,9 +194,7 @@ class _LoggedBody:
 
     def close(self):
         try:
-            close = getattr(self.app_iter, "close", None)
-            if close is not None:
-                close()
+            super().close()
         finally:
             self._log()
 

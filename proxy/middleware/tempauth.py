@@ -72,6 +72,9 @@ ACL_HEADERS = (
     "X-Remove-Container-Write",
 )
 TOKEN_MAC_CONTEXT = b"haneul-tempauth-token-v1\x00"
+# A filter further out that authenticated the caller its own way (S3 signatures) names
+# the tempauth user ("account:user") here; clients cannot set environ keys.
+IDENTITY_KEY = "haneul.identity"
 DERIVED_SECRET_CONTEXT = b"haneul-tempauth-secret-v1"
 
 
@@ -237,6 +240,10 @@ class TempAuth:
         - ``haneul.clean_acl``: ``clean_acl(header, value) -> str``, raising ValueError;
         - ``haneul.reseller_request``: True for a reseller admin's token.
 
+        A filter further out that has authenticated the caller by other means (the S3
+        API's signatures) names the user in ``environ[IDENTITY_KEY]`` ("account:user");
+        it is treated as a valid token of that user (401 if no such user).
+
         A token with this auth's prefix that does not check out is answered 401 here.
         A request this auth does not own gets ``haneul.authorize = denied_response``
         unless another auth filter has set one already. A request that a filter further
@@ -249,10 +256,15 @@ class TempAuth:
         if path.startswith(self.auth_prefix) or path == self.auth_prefix[:-1]:
             return self.handle_auth(Request(environ))(environ, start_response)
         token = environ.get("HTTP_X_AUTH_TOKEN") or environ.get("HTTP_X_STORAGE_TOKEN")
-        if token and token.startswith(self.reseller_prefix):
-            checked = self.check_token(token)
+        identity = environ.get(IDENTITY_KEY)
+        if identity is not None or (token and token.startswith(self.reseller_prefix)):
+            if identity is not None:
+                user = self.users.get(identity)
+                checked = None if user is None else (user, None)
+            else:
+                checked = self.check_token(token)
             if checked is None:
-                self.logger.debug("tempauth: rejected token for %s", path)
+                self.logger.debug("tempauth: rejected token or identity for %s", path)
                 resp = error_response(401, "invalid or expired token", Request(environ))
                 resp.headers["Www-Authenticate"] = self._challenge(path)
                 return resp(environ, start_response)

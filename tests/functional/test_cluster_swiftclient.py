@@ -246,4 +246,4 @@ def test_info_describes_limits_and_policies(cluster):
     assert status == 200
     info = json.loads(body)
     assert info["swift"]["max_file_size"] == 5 * 1024**3
-    assert [p["name"] for p in info["swift"]["policies"]] == ["gold"]
+    assert [p["name"] for p in info["swift"]["policies"]] == ["gold", "ec42"]

@@ -4,128 +4,28 @@ files on tmp_path, one ObjectReplicator per node as the agent would build it."""
 import glob
 import os
 import shutil
-import threading
 import time
-from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import pytest
-from webob import Request
+from helpers import LoopbackCluster
 
-from common.hashing import HashSecrets
 from common.timestamp import Timestamp
 from object_server import layout
 from object_server.auditor import ObjectAuditor
 from object_server.replicator import ObjectReplicator
-from object_server.server import ObjectApp
-from ring.builder import RingBuilder
-from ring.ring import Ring
 
-SECRETS = HashSecrets("pre", "suf")
 BODY = b"the quick brown fox " * 100
 T0 = int(time.time())  # writes are recent: older tombstones would be reclaimed
 
 
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *_args):
-        pass
-
-
-class ThreadingServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class Node:
-    """One object server with one device, served on a loopback port in a thread."""
-
-    def __init__(self, root, device):
-        self.root = str(root)
-        self.device = device
-        self.devices = os.path.join(self.root, "srv")
-        self.dev_path = os.path.join(self.devices, device)
-        os.makedirs(self.dev_path)
-        self.app = ObjectApp({"devices": self.devices}, hash_secrets=SECRETS)
-        self.port = 0
-        self.server = None
-        self.start()
-
-    def start(self):
-        self.server = make_server(
-            "127.0.0.1",
-            self.port,
-            self.app,
-            server_class=ThreadingServer,
-            handler_class=QuietHandler,
-        )
-        self.port = self.server.server_address[1]
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        ).start()
-
-    def stop(self):
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
-
-    def call(self, method, path, headers=None, body=None):
-        req = Request.blank(path, method=method, headers=headers or {})
-        if body is not None:
-            req.body = body
-        return req.get_response(self.app)
-
-    def files(self, ext=""):
-        pattern = os.path.join(self.dev_path, "objects", "*", "*", "*", "*" + ext)
-        return sorted(glob.glob(pattern))
-
-
-class Cluster:
+class Cluster(LoopbackCluster):
     def __init__(self, root, nodes=4, replicas=3):
-        self.root = root
-        self.nodes = [Node(root / f"node{i}", f"d{i}") for i in range(nodes)]
-        self.ring_dir = str(root / "etc")
-        os.makedirs(self.ring_dir)
-        self.haneul_conf = os.path.join(self.ring_dir, "haneul.conf")
-        with open(self.haneul_conf, "w") as fp:
-            fp.write("[hash]\nprefix = pre\nsuffix = suf\n")
-        builder = RingBuilder(3, replicas, 0)
-        for i, node in enumerate(self.nodes):
-            builder.add_dev(
-                {
-                    "region": 1,
-                    "zone": i,
-                    "ip": "127.0.0.1",
-                    "port": node.port,
-                    "device": node.device,
-                    "weight": 1,
-                }
-            )
-        builder.rebalance(seed=3)
-        builder.get_ring().save(os.path.join(self.ring_dir, "object.ring.gz"))
-        self.ring = Ring(os.path.join(self.ring_dir, "object.ring.gz"), hash_secrets=SECRETS)
-        self.by_port = {node.port: node for node in self.nodes}
-
-    def conf(self, node, **extra):
-        return {
-            "devices": node.devices,
-            "mount_check": "false",
-            "ring_dir": self.ring_dir,
-            "haneul_conf": self.haneul_conf,
-            "bind_ip": "127.0.0.1",
-            "port": str(node.port),
-            "conn_timeout": "1",
-            "node_timeout": "5",
-            **extra,
-        }
+        super().__init__(root)
+        self.start_nodes(nodes)
+        self.build_ring("object", 3, replicas, seed=3)
 
     def replicate(self, node, **extra):
         return ObjectReplicator(self.conf(node, **extra)).run_once()
-
-    def placement(self, name):
-        """(partition, primary Nodes, handoff Nodes) of object /a/c/<name>."""
-        part, devs = self.ring.get_nodes("a", "c", name)
-        primaries = [self.by_port[d["port"]] for d in devs]
-        return part, primaries, [n for n in self.nodes if n not in primaries]
 
     def put(self, name, ts, nodes, body=BODY, headers=None):
         part, _, _ = self.placement(name)
@@ -138,10 +38,6 @@ class Cluster:
     def get(self, node, name):
         part, _, _ = self.placement(name)
         return node.call("GET", f"/{node.device}/{part}/a/c/{name}")
-
-    def stop(self):
-        for node in self.nodes:
-            node.stop()
 
 
 @pytest.fixture

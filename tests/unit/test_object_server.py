@@ -9,6 +9,7 @@ from email.utils import formatdate
 
 import msgpack
 import pytest
+from helpers import Clock
 from webob import Request
 
 from common.hashing import HashSecrets, hash_path
@@ -23,18 +24,6 @@ def quoted(etag):
 
 
 PATH = "/sda1/0/a/c/o"
-
-
-class Clock:
-    """Increasing timestamps near now, so X-Delete-At and reclaim rules behave."""
-
-    def __init__(self):
-        self.base = time.time()
-        self.count = 0
-
-    def __call__(self):
-        self.count += 1
-        return Timestamp(self.base + self.count).internal
 
 
 @pytest.fixture

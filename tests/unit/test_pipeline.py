@@ -15,7 +15,9 @@ from proxy import pipeline
 from proxy.middleware.catch_errors import CatchErrors
 from proxy.middleware.healthcheck import HealthCheck
 from proxy.middleware.proxy_logging import ProxyLogging
+from proxy.middleware.slo import StaticLargeObject
 from proxy.middleware.tempauth import TempAuth
+from proxy.s3api import S3ApiMiddleware
 from ring.ringfile import RingData
 
 REPO = Path(__file__).resolve().parents[2]
@@ -224,7 +226,9 @@ def test_the_sample_proxy_conf_builds(monkeypatch):
         CatchErrors,
         HealthCheck,
         ProxyLogging,
+        S3ApiMiddleware,
         TempAuth,
+        StaticLargeObject,
         ProxyApp,
     ]
     for user, key, account in [
