@@ -193,6 +193,15 @@ def test_bad_credentials_and_tokens(cluster, conn):
     assert status == 401
 
 
+def test_unknown_account_is_401_anonymous_and_403_for_another_user(cluster, conn):
+    url, token = conn.get_auth()
+    other = urllib.parse.urlsplit(url).path.replace("AUTH_test", "AUTH_nosuchaccount")
+    status, _, _ = raw_request(url, "GET", other)
+    assert status == 401
+    status, _, _ = raw_request(url, "GET", other, {"X-Auth-Token": token})
+    assert status == 403
+
+
 def test_bad_input_through_the_proxy(cluster, conn):
     url, token = conn.get_auth()
     path = urllib.parse.urlsplit(url).path
