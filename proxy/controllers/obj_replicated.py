@@ -54,6 +54,10 @@ def _http_date(timestamp):
     return formatdate(int(timestamp.timestamp), usegmt=True)
 
 
+# Bodies up to this size are sent without waiting for 100 Continue.
+SMALL_BODY = 64 * 1024
+
+
 class ObjectController(Controller):
     """GET, HEAD, PUT, POST, DELETE and COPY of one object in a replicated policy."""
 
@@ -171,7 +175,12 @@ class ObjectController(Controller):
         updates = self._container_updates(len(primaries), headers.get("X-Delete-At"))
         slot_headers = [dict(headers, **updates[slot]) for slot in range(len(primaries))]
         quorum = policy.quorum_size(len(primaries))
-        putters, answers = self._connect(ring, part, primaries, slot_headers, length != 0)
+        # A small body costs less to send than the 100-continue round trip it would wait
+        # for; large or chunked bodies still wait, so a refusing node costs no transfer,
+        # and so does a client that waits itself or may be refused up front (412).
+        client_waits = "Expect" in self.req.headers or "If-None-Match" in self.req.headers
+        expect = length is None or length > SMALL_BODY or client_waits
+        putters, answers = self._connect(ring, part, primaries, slot_headers, expect)
         try:
             early = [a.status for a in answers]
             if 412 in early:
@@ -405,7 +414,7 @@ class ObjectController(Controller):
                 "HTTP_X_COPY_FROM": quote(f"/{self.container}/{self.obj}"),
             }
         )
-        twin = ObjectController(self.app, Request(environ), self.account, self.container, self.obj)
+        twin = type(self)(self.app, Request(environ), self.account, self.container, self.obj)
         return twin._copy_put(fresh=True, status=202)
 
     def DELETE(self):
