@@ -24,7 +24,7 @@ import time
 import uuid
 
 from common.byteranges import multipart_body
-from common.concurrency import run_in_thread
+from common.concurrency import is_patched, run_in_thread, spawn
 from common.fileops import fsync_dir, makedirs
 from common.hashing import hash_path, load_hash_secrets
 from common.timestamp import Timestamp
@@ -521,9 +521,16 @@ class DiskFileWriter:
             if self._fallocated and self.size != self.bytes_written:
                 os.ftruncate(self.fd, self.bytes_written)
             write_metadata(self.fd, metadata, self.bytes_written)
-            # fsyncs wait on the disk: in a thread, so this server's other requests go on.
+            # fsyncs wait on the disk: in threads, so this server's other requests go on,
+            # and the file's and the new directories' fsyncs wait side by side.
+            making_dirs = (
+                spawn(_makedirs_durable, df.datadir, df.dev_path) if is_patched() else None
+            )
             run_in_thread(os.fsync, self.fd)
-            _makedirs_durable(df.datadir, df.dev_path)
+            if making_dirs is None:
+                _makedirs_durable(df.datadir, df.dev_path)
+            else:
+                making_dirs.wait()
             os.rename(self.tmp_path, target)
         except OSError as err:
             self._fail(err)
