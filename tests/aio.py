@@ -96,6 +96,35 @@ class AllInOne:
             self.info = json.load(fp)
         return self.info
 
+    def set_proxy_options(self, section, options):
+        """Set ``options`` in ``[section]`` of the proxy.conf, then restart the proxy."""
+        path = self.info["proxy"]["conf"]
+        with open(path, encoding="utf-8") as fp:
+            lines = fp.read().splitlines()
+        out = []
+        for line in lines:
+            if line.split("=")[0].strip() in options:
+                continue
+            out.append(line)
+            if line.strip() == f"[{section}]":
+                out.extend(f"{key} = {value}" for key, value in options.items())
+        with open(path, "w", encoding="utf-8") as fp:
+            fp.write("\n".join(out) + "\n")
+        self.restart_proxy()
+
+    def restart_proxy(self, timeout=15):
+        """Stop the proxy, wait until it is gone, and start it again (``haneul up``)."""
+        pid = self.info["proxy"]["pid"]
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        self.up()
+
     def down(self):
         return self.run("down", "--dir", self.root, check=False)
 

@@ -3,10 +3,7 @@ parts, list, complete, abort, list uploads, ranges across parts, part copies, th
 transfer manager with concurrency, and the errors S3 gives."""
 
 import hashlib
-import os
 import random
-import signal
-import time
 
 import boto3
 import pytest
@@ -20,37 +17,6 @@ MIB = 1024 * 1024
 MIN_PART = MIB  # the cluster's s3api min_segment_size, set below (S3's is 5 MiB)
 
 
-def with_slo(cluster, extra_s3):
-    """The cluster's proxy with the slo filter (after tempauth) and ``extra_s3`` options
-    in ``[filter:s3api]``; the proxy is restarted to read them."""
-    path = cluster.info["proxy"]["conf"]
-    with open(path, encoding="utf-8") as fp:
-        lines = fp.read().splitlines()
-    out = []
-    for line in lines:
-        if line.startswith("pipeline =") and " slo " not in line + " ":
-            line = line.replace(" tempauth ", " tempauth slo ")
-        if line.split("=")[0].strip() in extra_s3:
-            continue
-        out.append(line)
-        if line.strip() == "[filter:s3api]":
-            out.extend(f"{k} = {v}" for k, v in extra_s3.items())
-    if "[filter:slo]" not in out:
-        out += ["", "[filter:slo]", "use = slo"]
-    with open(path, "w", encoding="utf-8") as fp:
-        fp.write("\n".join(out) + "\n")
-    pid = cluster.info["proxy"]["pid"]
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    cluster.up()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     aio = AllInOne(tmp_path_factory.mktemp("s3mp"))
@@ -58,7 +24,7 @@ def cluster(tmp_path_factory):
     try:
         if "s3" not in aio.info:
             pytest.skip("this cluster has no S3 endpoint")
-        with_slo(aio, {"min_segment_size": str(MIN_PART)})
+        aio.set_proxy_options("filter:s3api", {"min_segment_size": str(MIN_PART)})
         yield aio
     finally:
         aio.down()

@@ -6,10 +6,8 @@ import hashlib
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from swiftclient import client as swift
@@ -20,47 +18,11 @@ from tests.aio import AllInOne
 SWIFT_CLI = os.path.join(os.path.dirname(sys.executable), "swift")
 
 
-def with_slo(cluster, extra_s3=None):
-    """Make sure the cluster's proxy runs the slo filter (after tempauth), restarting the
-    proxy if its proxy.conf had to be changed."""
-    path = cluster.info["proxy"]["conf"]
-    with open(path, encoding="utf-8") as fp:
-        lines = fp.read().splitlines()
-    changed = False
-    out = []
-    for line in lines:
-        if line.startswith("pipeline =") and " slo " not in line + " ":
-            line = line.replace(" tempauth ", " tempauth slo ")
-            changed = True
-        out.append(line)
-        if line.strip() == "[filter:s3api]" and extra_s3:
-            out.extend(f"{k} = {v}" for k, v in extra_s3.items())
-            changed = True
-    if "[filter:slo]" not in out:
-        out += ["", "[filter:slo]", "use = slo"]
-        changed = True
-    if not changed:
-        return
-    with open(path, "w", encoding="utf-8") as fp:
-        fp.write("\n".join(out) + "\n")
-    pid = cluster.info["proxy"]["pid"]
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    cluster.up()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     aio = AllInOne(tmp_path_factory.mktemp("slo"))
     aio.up()
     try:
-        with_slo(aio)
         yield aio
     finally:
         aio.down()
