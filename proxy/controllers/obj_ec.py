@@ -25,7 +25,6 @@ from common.byteranges import (
     parse_range_header,
     ranges_for_length,
 )
-from common.constraints import check_metadata
 from common.http import HTTPError, status_line
 from proxy.controllers.base import client_headers, plain_response
 from proxy.controllers.ec_get import (
@@ -43,10 +42,8 @@ from proxy.controllers.ec_put import (
     input_segments,
 )
 from proxy.controllers.ec_segments import archive_range_hint
-from proxy.controllers.obj_replicated import ObjectController, _Denied, _set_delete_at
-from proxy.controllers.object_headers import check_if_none_match, content_type_for, delete_at
+from proxy.controllers.obj_replicated import ObjectController, _Denied
 from proxy.controllers.quorum import best_status
-from proxy.controllers.streaming import request_content_length
 
 LOG = logging.getLogger("haneul.proxy")
 
@@ -301,31 +298,15 @@ class ECObjectController(ObjectController):
 
     # -- PUT -------------------------------------------------------------------------
 
-    def PUT(self):
-        req = self.req
-        if req.headers.get("X-Copy-From"):
-            return self._copy_put()
-        length, _chunked = request_content_length(req)
-        if length is not None and length > self.app.max_object_size:
-            raise HTTPError(413, f"object larger than {self.app.max_object_size} bytes")
-        check_metadata(req.headers, "object")
-        check_if_none_match(req.headers)
-        expires = delete_at(req.headers)
-        try:
-            _info, policy, ring = self._container_and_ring("write_acl")
-        except _Denied as denied:
-            return denied.response
-        headers = self._object_headers(policy)
-        headers["Content-Type"] = content_type_for(req.headers, self.obj)
-        _set_delete_at(headers, expires)
-        segments = input_segments(
-            req.environ,
+    def _client_body(self, policy, length):
+        """The client's body cut into the policy's segments, for encoding."""
+        return input_segments(
+            self.req.environ,
             length,
             policy.ec_segment_size,
             self.app.client_timeout,
             self.app.max_object_size,
         )
-        return self._store(policy, ring, headers, segments, length)
 
     def _store(self, policy, ring, headers, body, length, extra_resp_headers=None):
         """Store ``body`` (chunks of any size; whole segments pass through as they are)."""

@@ -139,7 +139,7 @@ class ObjectController(Controller):
         req = self.req
         if req.headers.get("X-Copy-From"):
             return self._copy_put()
-        length, chunked = request_content_length(req)
+        length, _chunked = request_content_length(req)
         if length is not None and length > self.app.max_object_size:
             raise HTTPError(413, f"object larger than {self.app.max_object_size} bytes")
         check_metadata(req.headers, "object")
@@ -152,14 +152,17 @@ class ObjectController(Controller):
         headers = self._object_headers(policy)
         headers["Content-Type"] = content_type_for(req.headers, self.obj)
         _set_delete_at(headers, expires)
-        body = client_body(
-            req.environ,
+        return self._store(policy, ring, headers, self._client_body(policy, length), length)
+
+    def _client_body(self, policy, length):
+        """The client's body as ``_store`` consumes it: chunks as they arrive."""
+        return client_body(
+            self.req.environ,
             length,
             self.app.client_chunk_size,
             self.app.client_timeout,
             self.app.max_object_size,
         )
-        return self._store(policy, ring, headers, body, length)
 
     def _store(self, policy, ring, headers, body, length, extra_resp_headers=None):
         """Stream ``body`` (``length`` bytes, or None for chunked) to the object's nodes."""
