@@ -18,9 +18,8 @@ an EC write is checked exactly as a replicated one.
 
 from webob import Response
 
-from common import expiring
+from common import conditions, expiring
 from common.http import HTTPError
-from object_server import conditions
 from object_server.container_update import container_target
 from object_server.diskfile import DiskFileCollision, DiskFileNoSpace
 from object_server.ec_diskfile import (

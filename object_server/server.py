@@ -17,7 +17,7 @@ import uuid
 import msgpack
 from webob import Response
 
-from common import expiring
+from common import conditions, expiring
 from common.byteranges import (
     content_range,
     multipart_length,
@@ -32,7 +32,7 @@ from common.hashing import hash_path, load_hash_secrets
 from common.http import HTTPError, WSGIApp, request_path, request_timestamp, split_path
 from common.policies import load_policies
 from common.timestamp import TICKS_PER_SECOND
-from object_server import conditions, ec_commit, layout
+from object_server import ec_commit, layout
 from object_server.container_update import (
     ContainerTarget,
     container_target,

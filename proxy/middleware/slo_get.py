@@ -17,13 +17,12 @@ headers judged against the large object's own ETag and Last-Modified, ``Range``
 (single, multi, suffix), ``?part-number=N`` (one segment), and the headers Swift gives.
 """
 
-import email.utils
 import logging
 import uuid
-from datetime import UTC
 
 from webob import Response
 
+from common import conditions
 from common.byteranges import (
     content_range,
     multipart_body,
@@ -215,66 +214,6 @@ class SegmentReader:
 # -- the client's answer ---------------------------------------------------------------
 
 
-def http_date_seconds(value):
-    """Seconds since the epoch of an HTTP date, None if it isn't one."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return int(when.timestamp())
-
-
-def _normalize_etag(tag):
-    tag = tag.strip()
-    if tag.startswith("W/"):
-        tag = tag[2:]
-    return tag.strip('"')
-
-
-def _etag_listed(header_value, etags):
-    tags = {_normalize_etag(t) for t in header_value.split(",") if t.strip()}
-    return "*" in tags or bool(tags & etags)
-
-
-def evaluate_conditions(headers, etags, last_modified):
-    """412, 304 or None for a large object known by ``etags`` (its own ETag, and S3's
-    for a completed multipart upload) and Last-Modified, in RFC 7232's order."""
-    if_match = headers.get("If-Match")
-    if if_match is not None:
-        if not _etag_listed(if_match, etags):
-            return 412
-    else:
-        since = http_date_seconds(headers.get("If-Unmodified-Since"))
-        if since is not None and last_modified is not None and last_modified > since:
-            return 412
-    if_none_match = headers.get("If-None-Match")
-    if if_none_match is not None:
-        if _etag_listed(if_none_match, etags):
-            return 304
-    else:
-        since = http_date_seconds(headers.get("If-Modified-Since"))
-        if since is not None and last_modified is not None and last_modified <= since:
-            return 304
-    return None
-
-
-def range_applies(headers, etags, last_modified):
-    """False when an If-Range names another version (then the whole object is sent)."""
-    if_range = headers.get("If-Range")
-    if if_range is None:
-        return True
-    value = if_range.strip()
-    if value.startswith(('"', "W/")):
-        return not value.startswith("W/") and _normalize_etag(value) in etags
-    return http_date_seconds(value) == last_modified
-
-
 def large_object_headers(manifest_headers, etag, total):
     """The client's headers of a large object from its manifest's answer."""
     headers = [
@@ -308,8 +247,8 @@ def respond(reader, req, manifest_headers, entries):
     alt = (manifest_headers.get(manifest.ALT_ETAG) or "").strip('"')
     if alt:
         etags.add(alt)
-    last_modified = http_date_seconds(manifest_headers.get("Last-Modified"))
-    outcome = evaluate_conditions(req.headers, etags, last_modified)
+    last_modified = conditions.parse_http_date(manifest_headers.get("Last-Modified"))
+    outcome = conditions.evaluate(req.headers, etags, last_modified)
     if outcome == 304:
         return _answer(304, headers, content_length=None)
     if outcome == 412:
@@ -319,7 +258,7 @@ def respond(reader, req, manifest_headers, entries):
         return _part_answer(reader, req, headers, entries, total, part_number)
     ranges = None
     spec = parse_range_header(req.headers.get("Range"))
-    if spec is not None and range_applies(req.headers, etags, last_modified):
+    if spec is not None and conditions.range_applies(req.headers, etags, last_modified):
         ranges = ranges_for_length(spec, total)
         if not ranges:
             return _answer(

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from common import conditions
 from common.byteranges import (
     multipart_body,
     multipart_length,
     parse_range_header,
     ranges_for_length,
 )
-from object_server import conditions
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 Evaluated in the RFC's order: If-Match (else If-Unmodified-Since) can fail with 412;
 then If-None-Match (else If-Modified-Since) can answer 304. Malformed dates are ignored,
-as the RFC asks. Times are whole seconds since the epoch.
+as the RFC asks. Times are whole seconds since the epoch. An object may answer to more
+than one ETag (a large object's own and S3's for a multipart upload): ``etag`` is one
+tag or a set of them.
 """
 
 import email.utils
@@ -19,10 +21,14 @@ def normalize_etag(tag):
     return tag
 
 
+def _etag_set(etag):
+    return {etag} if isinstance(etag, str) else set(etag)
+
+
 def etag_matches(header_value, etag):
     """Whether an If-Match / If-None-Match list names ``etag`` (or is ``*``)."""
     tags = {normalize_etag(t) for t in header_value.split(",") if t.strip()}
-    return "*" in tags or etag in tags
+    return "*" in tags or bool(tags & _etag_set(etag))
 
 
 def parse_http_date(value):
@@ -53,7 +59,7 @@ def evaluate(headers, etag, last_modified):
             return 412
     else:
         since = parse_http_date(headers.get("If-Unmodified-Since"))
-        if since is not None and last_modified > since:
+        if since is not None and last_modified is not None and last_modified > since:
             return 412
     if_none_match = headers.get("If-None-Match")
     if if_none_match is not None:
@@ -61,7 +67,7 @@ def evaluate(headers, etag, last_modified):
             return 304
     else:
         since = parse_http_date(headers.get("If-Modified-Since"))
-        if since is not None and last_modified <= since:
+        if since is not None and last_modified is not None and last_modified <= since:
             return 304
     return None
 
@@ -73,5 +79,5 @@ def range_applies(headers, etag, last_modified):
         return True
     value = if_range.strip()
     if value.startswith('"') or value.startswith("W/"):
-        return not value.startswith("W/") and normalize_etag(value) == etag
+        return not value.startswith("W/") and normalize_etag(value) in _etag_set(etag)
     return parse_http_date(value) == last_modified
