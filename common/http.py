@@ -74,6 +74,27 @@ def error_response(status, explanation="", request=None, headers=None):
     return HTTPError(status, explanation, headers).response(request)
 
 
+# What a middleware's subrequest copies from the client's environ: the WSGI server's
+# keys, the client's address, host and agent, and the transaction id.
+SUBREQUEST_ENVIRON_KEYS = (
+    "wsgi.version",
+    "wsgi.url_scheme",
+    "wsgi.errors",
+    "wsgi.multithread",
+    "wsgi.multiprocess",
+    "wsgi.run_once",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "HTTP_HOST",
+    "HTTP_USER_AGENT",
+    "haneul.trans_id",
+    "HTTP_X_TRANS_ID",
+)
+
+
 def new_trans_id(suffix=""):
     """A transaction id: random, with the time it started, unique across the cluster."""
     return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}{suffix}"

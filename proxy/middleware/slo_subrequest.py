@@ -11,19 +11,10 @@ from urllib.parse import quote
 
 from webob import Request
 
-INHERITED = (
-    "wsgi.version",
-    "wsgi.url_scheme",
-    "wsgi.errors",
-    "wsgi.multithread",
-    "wsgi.multiprocess",
-    "wsgi.run_once",
-    "SERVER_NAME",
-    "SERVER_PORT",
-    "SERVER_PROTOCOL",
-    "REMOTE_ADDR",
-    "HTTP_HOST",
-    "HTTP_USER_AGENT",
+from common.http import SUBREQUEST_ENVIRON_KEYS
+
+# The client's own keys, plus what auth established on its environ.
+INHERITED = SUBREQUEST_ENVIRON_KEYS + (
     "HTTP_X_AUTH_TOKEN",
     "HTTP_X_STORAGE_TOKEN",
     "REMOTE_USER",
@@ -32,8 +23,6 @@ INHERITED = (
     "haneul.clean_acl",
     "haneul.reseller_request",
     "haneul.identity",
-    "haneul.trans_id",
-    "HTTP_X_TRANS_ID",
 )
 SOURCE_KEY = "haneul.source"
 

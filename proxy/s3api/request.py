@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, quote
 
 from webob import Response
 
-from common.http import new_trans_id
+from common.http import SUBREQUEST_ENVIRON_KEYS, new_trans_id
 from proxy.s3api import chunked
 from proxy.s3api.errors import (
     InvalidArgument,
@@ -33,23 +33,7 @@ from proxy.s3api.errors import (
 )
 
 # environ keys a subrequest inherits from the client's request.
-INHERITED = (
-    "wsgi.version",
-    "wsgi.url_scheme",
-    "wsgi.errors",
-    "wsgi.multithread",
-    "wsgi.multiprocess",
-    "wsgi.run_once",
-    "SERVER_NAME",
-    "SERVER_PORT",
-    "SERVER_PROTOCOL",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "HTTP_HOST",
-    "HTTP_USER_AGENT",
-    "haneul.trans_id",
-    "HTTP_X_TRANS_ID",
-)
+INHERITED = SUBREQUEST_ENVIRON_KEYS
 # Where the S3 layer names the user a subrequest runs as (read by the auth filter).
 IDENTITY_KEY = "haneul.identity"
 SUBREQUEST_KEY = "haneul.s3.subrequest"
