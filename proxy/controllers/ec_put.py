@@ -23,12 +23,12 @@ import logging
 from email.utils import formatdate
 
 from common.backend import BackendError
-from common.concurrency import Pile, Timeout
+from common.concurrency import Pile
 from common.http import HTTPError
 from proxy.controllers.base import plain_response
 from proxy.controllers.ec_segments import Layout
 from proxy.controllers.quorum import best_status, status_class
-from proxy.controllers.streaming import collect_answers
+from proxy.controllers.streaming import collect_answers, read_client
 
 LOG = logging.getLogger("haneul.proxy")
 
@@ -43,36 +43,18 @@ SYSMETA_ARCHIVE_ETAG = "X-Object-Sysmeta-Ec-Frag-Archive-Etag"
 # -- the body, one segment at a time ---------------------------------------------------
 
 
-def _read(stream, size, timeout):
-    """One ``read(size)`` of the client's body with the 408/499 answers it deserves."""
-    timer = Timeout(timeout) if timeout else None
-    try:
-        return stream.read(size)
-    except Timeout as err:
-        if err is not timer:
-            raise
-        raise HTTPError(408, "timed out reading the request body") from None
-    except TimeoutError:
-        raise HTTPError(408, "timed out reading the request body") from None
-    except (OSError, ValueError) as err:
-        raise HTTPError(499, f"client disconnected: {err}") from None
-    finally:
-        if timer is not None:
-            timer.cancel()
-
-
 def _read_full(stream, size, timeout):
     """``size`` bytes of the body (fewer only at its end), as one bytes object.
 
     A WSGI input normally hands back the whole amount in one read, straight into a
     fresh bytes object; a short read is topped up in a bytearray.
     """
-    data = _read(stream, size, timeout)
+    data = read_client(stream, size, timeout)
     if not data or len(data) >= size:
         return data
     buf = bytearray(data)
     while len(buf) < size:
-        more = _read(stream, size - len(buf), timeout)
+        more = read_client(stream, size - len(buf), timeout)
         if not more:
             break
         buf += more

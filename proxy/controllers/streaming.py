@@ -36,6 +36,24 @@ def request_content_length(req):
     return length, False
 
 
+def read_client(stream, size, timeout):
+    """One ``read(size)`` of the client's body with the 408/499 answers it deserves."""
+    timer = Timeout(timeout) if timeout else None
+    try:
+        return stream.read(size)
+    except Timeout as err:
+        if err is not timer:
+            raise
+        raise HTTPError(408, "timed out reading the request body") from None
+    except TimeoutError:
+        raise HTTPError(408, "timed out reading the request body") from None
+    except (OSError, ValueError) as err:
+        raise HTTPError(499, f"client disconnected: {err}") from None
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
 def client_body(environ, length, chunk_size, timeout, max_size):
     """Yield the request body in chunks of at most ``chunk_size`` bytes.
 
@@ -47,20 +65,7 @@ def client_body(environ, length, chunk_size, timeout, max_size):
     received = 0
     while remaining is None or remaining > 0:
         want = chunk_size if remaining is None else min(chunk_size, remaining)
-        timer = Timeout(timeout) if timeout else None
-        try:
-            chunk = stream.read(want)
-        except Timeout as err:
-            if err is not timer:
-                raise
-            raise HTTPError(408, "timed out reading the request body") from None
-        except TimeoutError:
-            raise HTTPError(408, "timed out reading the request body") from None
-        except (OSError, ValueError) as err:
-            raise HTTPError(499, f"client disconnected: {err}") from None
-        finally:
-            if timer is not None:
-                timer.cancel()
+        chunk = read_client(stream, want, timeout)
         if not chunk:
             if remaining is None:
                 return
