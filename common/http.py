@@ -95,6 +95,11 @@ SUBREQUEST_ENVIRON_KEYS = (
 )
 
 
+def backend_timestamp_headers(timestamp):
+    """``X-Backend-Timestamp`` of what a storage node holds (none if it holds nothing)."""
+    return {"X-Backend-Timestamp": timestamp.internal} if timestamp is not None else {}
+
+
 def new_trans_id(suffix=""):
     """A transaction id: random, with the time it started, unique across the cluster."""
     return f"tx{uuid.uuid4().hex[:21]}-{int(time.time()):010x}{suffix}"

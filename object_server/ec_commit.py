@@ -19,7 +19,7 @@ an EC write is checked exactly as a replicated one.
 from webob import Response
 
 from common import conditions, expiring
-from common.http import HTTPError
+from common.http import HTTPError, backend_timestamp_headers
 from object_server.container_update import container_target
 from object_server.diskfile import DiskFileCollision, DiskFileNoSpace
 from object_server.ec_diskfile import (
@@ -62,42 +62,29 @@ def put_fragment(app, req, policy, target):
     """Phase 1: store a non-durable fragment archive; 201 with its MD5."""
     device, part, account, container, obj, policy_index = target
     frag_index = frag_index_of(req, policy)
-    ts = app._timestamp(req)
-    length = app._body_length(req)
-    user_metadata = app._metadata_headers(req)
-    content_type = app._content_type(req)
-    if_none_match = req.headers.get("If-None-Match")
-    if if_none_match is not None and if_none_match.strip() != "*":
-        raise HTTPError(400, "If-None-Match on PUT supports only '*'")
-    client_etag = req.headers.get("ETag")
-    client_etag = conditions.normalize_etag(client_etag).lower() if client_etag else None
+    ts, length, user_metadata, content_type, if_none_match, client_etag = app._put_request(req)
     _, df = app._diskfile(device, part, account, container, obj, policy_index)
 
     exists, orig_ts, _ = app._current_state(df)
     if if_none_match is not None and exists:
-        raise HTTPError(412, "object exists", _timestamp_headers(orig_ts))
+        raise HTTPError(412, "object exists", backend_timestamp_headers(orig_ts))
     # Another index of the same write may be here already (a handoff holds several).
     same_write = exists and orig_ts == ts and not df.has_durable(ts, frag_index)
     if orig_ts is not None and orig_ts >= ts and not same_write:
-        raise HTTPError(409, "a newer write exists", _timestamp_headers(orig_ts))
-    try:
-        with df.create(size=length) as writer:
-            app._read_body(req, writer, length)
-            etag = writer.etag
-            if client_etag is not None and client_etag != etag:
-                raise HTTPError(422, "ETag does not match the body")
-            metadata = {
-                "name": df.name,
-                "X-Timestamp": ts.internal,
-                "Content-Type": content_type,
-                "Content-Length": str(writer.bytes_written),
-                "ETag": etag,
-            }
-            metadata.update(user_metadata)
-            metadata[FRAG_INDEX_KEY] = str(frag_index)
-            writer.put(metadata, DATA, frag_index=frag_index, durable=False)
-    except DiskFileNoSpace:
-        raise HTTPError(507, "no space left on device") from None
+        raise HTTPError(409, "a newer write exists", backend_timestamp_headers(orig_ts))
+    etag, _size = app._store_body(
+        req,
+        df,
+        ts,
+        length,
+        content_type,
+        user_metadata,
+        client_etag,
+        extra={FRAG_INDEX_KEY: str(frag_index)},
+        ext=DATA,
+        frag_index=frag_index,
+        durable=False,
+    )
     resp = Response(status="201 Created", headerlist=[("Content-Type", "text/plain")])
     resp.headers["ETag"] = f'"{etag}"'
     return resp
@@ -137,7 +124,7 @@ def commit_fragment(app, req, policy, target):
 
     _, orig_ts, orig_metadata = app._current_state(df)
     if orig_ts is not None and orig_ts > ts:
-        raise HTTPError(409, "a newer write exists", _timestamp_headers(orig_ts))
+        raise HTTPError(409, "a newer write exists", backend_timestamp_headers(orig_ts))
     archive_etag = footer.get(EC_ARCHIVE_ETAG_KEY)
     try:
         metadata, fresh = df.commit(ts, frag_index, footer, archive_etag)
@@ -165,7 +152,3 @@ def commit_fragment(app, req, policy, target):
     resp = Response(status="201 Created", headerlist=[("Content-Type", "text/plain")])
     resp.headers["ETag"] = f'"{metadata.get("ETag", "")}"'
     return resp
-
-
-def _timestamp_headers(timestamp):
-    return {"X-Backend-Timestamp": timestamp.internal} if timestamp is not None else {}

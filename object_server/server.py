@@ -29,7 +29,14 @@ from common.config import config_float, config_int, config_true
 from common.constraints import MAX_FILE_SIZE, check_metadata, check_name
 from common.devices import check_partition, device_path
 from common.hashing import hash_path, load_hash_secrets
-from common.http import HTTPError, WSGIApp, request_path, request_timestamp, split_path
+from common.http import (
+    HTTPError,
+    WSGIApp,
+    backend_timestamp_headers,
+    request_path,
+    request_timestamp,
+    split_path,
+)
 from common.policies import load_policies
 from common.timestamp import TICKS_PER_SECOND
 from object_server import ec_commit, layout
@@ -95,10 +102,6 @@ def digits(value, name, max_digits=MAX_DIGITS):
     if not value.isascii() or not value.isdigit() or len(value) > max_digits:
         raise HTTPError(400, f"bad {name} {value[:40]!r}")
     return int(value)
-
-
-def backend_timestamp_headers(timestamp):
-    return {"X-Backend-Timestamp": timestamp.internal} if timestamp is not None else {}
 
 
 class ObjectApp(WSGIApp):
@@ -347,14 +350,9 @@ class ObjectApp(WSGIApp):
             except OSError as err:
                 self.logger.error("cannot queue %s of %s for the expirer: %s", op, entry, err)
 
-    # -- verbs ------------------------------------------------------------------------
-
-    def PUT(self, req):
-        target = self._object_target(req)
-        ec_policy = self._ec_policy(target[-1])
-        if ec_policy is not None:
-            return ec_commit.put_fragment(self, req, ec_policy, target)
-        device, part, account, container, obj, policy_index = target
+    def _put_request(self, req):
+        """What every PUT reads from its request (replicated or a fragment archive):
+        (timestamp, length, user metadata, content type, If-None-Match, client ETag)."""
         ts = self._timestamp(req)
         length = self._body_length(req)
         user_metadata = self._metadata_headers(req)
@@ -364,15 +362,16 @@ class ObjectApp(WSGIApp):
             raise HTTPError(400, "If-None-Match on PUT supports only '*'")
         client_etag = req.headers.get("ETag")
         client_etag = conditions.normalize_etag(client_etag).lower() if client_etag else None
-        target = container_target(req.headers)
-        queue = expiring.queue_target(req.headers)
-        dev_path, df = self._diskfile(device, part, account, container, obj, policy_index)
+        return ts, length, user_metadata, content_type, if_none_match, client_etag
 
-        exists, orig_ts, orig_metadata = self._current_state(df)
-        if if_none_match is not None and exists:
-            raise HTTPError(412, "object exists", backend_timestamp_headers(orig_ts))
-        if orig_ts is not None and orig_ts >= ts:
-            raise HTTPError(409, "a newer write exists", backend_timestamp_headers(orig_ts))
+    def _store_body(
+        self, req, df, ts, length, content_type, user_metadata, client_etag, extra=None, **put
+    ):
+        """Stream the body into ``df`` and make it the object at ``ts``: (etag, size).
+
+        ``extra`` metadata and ``put`` options (a fragment's index, durability) are the
+        erasure-coded PUT's additions.
+        """
         try:
             with df.create(size=length) as writer:
                 self._read_body(req, writer, length)
@@ -387,11 +386,33 @@ class ObjectApp(WSGIApp):
                     "ETag": etag,
                 }
                 metadata.update(user_metadata)
-                writer.put(metadata)
+                metadata.update(extra or {})
+                writer.put(metadata, **put)
         except DiskFileNoSpace:
             raise HTTPError(507, "no space left on device") from None
+        return etag, writer.bytes_written
+
+    # -- verbs ------------------------------------------------------------------------
+
+    def PUT(self, req):
+        target = self._object_target(req)
+        ec_policy = self._ec_policy(target[-1])
+        if ec_policy is not None:
+            return ec_commit.put_fragment(self, req, ec_policy, target)
+        device, part, account, container, obj, policy_index = target
+        ts, length, user_metadata, content_type, if_none_match, client_etag = self._put_request(req)
+        target = container_target(req.headers)
+        queue = expiring.queue_target(req.headers)
+        dev_path, df = self._diskfile(device, part, account, container, obj, policy_index)
+
+        exists, orig_ts, orig_metadata = self._current_state(df)
+        if if_none_match is not None and exists:
+            raise HTTPError(412, "object exists", backend_timestamp_headers(orig_ts))
+        if orig_ts is not None and orig_ts >= ts:
+            raise HTTPError(409, "a newer write exists", backend_timestamp_headers(orig_ts))
+        etag, size = self._store_body(req, df, ts, length, content_type, user_metadata, client_etag)
         update_headers = {
-            "X-Size": str(writer.bytes_written),
+            "X-Size": str(size),
             "X-Content-Type": content_type,
             # A middleware (slo for S3 multipart) may ask the listing to show another
             # ETag than the stored bytes' MD5.
