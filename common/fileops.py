@@ -14,6 +14,16 @@ def fsync_dir(path):
         os.close(fd)
 
 
+def durable_rename(fd, path, target):
+    """fsync the open file ``fd`` (of ``path``), rename it to ``target``, fsync its dir.
+
+    Data first, then the name: a crash never leaves an empty file under ``target``.
+    """
+    os.fsync(fd)
+    os.rename(path, target)
+    fsync_dir(os.path.dirname(target))
+
+
 def makedirs(path):
     """mkdir -p that tolerates a racing creator."""
     try:

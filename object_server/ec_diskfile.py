@@ -21,7 +21,7 @@ import errno
 import os
 
 from common.concurrency import run_in_thread
-from common.fileops import fsync_dir
+from common.fileops import durable_rename
 from object_server.diskfile import (
     DiskFile,
     DiskFileCollision,
@@ -144,7 +144,11 @@ class ECDiskFile(DiskFile):
             if footer_offset is not None:
                 os.ftruncate(fd, content_length)  # the old footer goes; a new one may come
             write_metadata(fd, metadata, content_length)
-            run_in_thread(os.fsync, fd)
+            # One trip to a thread for the blocking part (each trip costs CPU).
+            run_in_thread(durable_rename, fd, pending_path, durable_path)
+        except FileNotFoundError:
+            # A concurrent commit of the same archive won the race to the rename.
+            return self._committed_already(durable_path), False
         except OSError as err:
             if is_no_space(err):
                 raise DiskFileNoSpace(str(err)) from err
@@ -152,12 +156,6 @@ class ECDiskFile(DiskFile):
         finally:
             if fd is not None:
                 os.close(fd)
-        try:
-            os.rename(pending_path, durable_path)
-        except FileNotFoundError:
-            # A concurrent commit of the same archive won the race.
-            return self._committed_already(durable_path), False
-        run_in_thread(fsync_dir, self.datadir)
         cleanup_hash_dir(self.datadir)
         invalidate_hash(os.path.dirname(self.datadir))
         return metadata, True
