@@ -9,7 +9,7 @@ import socket
 import pytest
 from webob import Request, Response
 
-from common import concurrency
+from common import concurrency, httpserver
 from common.config import ConfigError
 from common.httpserver import AcceptBalance, GuardedInput, ServedApp
 from common.logs import RequestLog, parse_level, setup_logging
@@ -399,3 +399,39 @@ def test_pile_first_and_timeouts():
     assert sorted(pile.first(2, timeout=2)) == [0.0, 0.01]
     assert pile.waitall(timeout=0.05) == []  # the 5 s call is still running
     assert len(pile) == 1
+
+
+def test_read_header_fields_splits_strips_and_joins_folded_lines():
+    block = io.BytesIO(b"Host: a\r\nX-Meta:  spaced value \r\n\tmore\r\nEmpty:\r\n\r\nbody")
+    fields = httpserver.read_header_fields(block)
+    assert fields == [("Host", "a"), ("X-Meta", "spaced value more"), ("Empty", "")]
+    assert block.read() == b"body"  # stops at the blank line
+    headers = httpserver.RequestHeaders(fields)
+    assert headers.get("x-meta") == "spaced value more"
+    assert headers.get("missing", "d") == "d"
+    assert headers.get_content_type() == "text/plain"
+
+
+def test_request_headers_get_returns_the_first_of_repeated_fields():
+    headers = httpserver.RequestHeaders([("X-A", "1"), ("x-a", "2")])
+    assert headers.get("X-A") == "1"
+    assert headers._headers == [("X-A", "1"), ("x-a", "2")]
+
+
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        (b"GET / HTTP/1.1\r\n", ("GET", "/", (1, 1))),
+        (b"PUT /v1/a/c/o?x=1 HTTP/1.0\r\n", ("PUT", "/v1/a/c/o?x=1", (1, 0))),
+    ],
+)
+def test_parse_request_line(line, expected):
+    assert httpserver.parse_request_line(line) == expected
+
+
+@pytest.mark.parametrize(
+    "line", [b"GET /\r\n", b"GET / HTTP/1.1 extra\r\n", b"GET / HTTP/x.y\r\n", b"GET / FTP/1.1\r\n"]
+)
+def test_parse_request_line_refuses_what_is_not_http_1(line):
+    with pytest.raises(httpserver.MalformedRequest):
+        httpserver.parse_request_line(line)

@@ -40,6 +40,9 @@ def app(environ, start_response):
             start_response("499 Client Disconnect", [("Content-Length", "0")])
             return [b""]
         body = b"stored"
+    elif path == "/echo":
+        fields = {k: v for k, v in environ.items() if k.startswith("HTTP_") or k == "CONTENT_TYPE"}
+        body = repr(sorted(fields.items())).encode()
     elif path.startswith("/sleep/"):
         time.sleep(float(path.rsplit("/", 1)[1]))
         body = b"slept"
@@ -260,3 +263,74 @@ def test_sighup_without_workers_drains_then_reexecutes(start):
     assert new_token != old_token and new_pid == pid  # the same process, re-executed
     server.proc.send_signal(signal.SIGTERM)
     assert server.proc.wait(15) == 0
+
+
+def raw_exchange(server, request, timeout=10):
+    """Send raw request bytes; return everything the server sent until it closed."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return b"".join(chunks)
+            chunks.append(data)
+
+
+def test_request_headers_reach_the_app_folded_lines_joined(start):
+    server = start(0)
+    answer = raw_exchange(
+        server,
+        b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Folded: one\r\n  two\r\n"
+        b"X-Twice: a\r\nx-twice: b\r\nConnection: close\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 200 ")
+    body = answer.split(b"\r\n\r\n", 1)[1].decode()
+    assert "('HTTP_X_FOLDED', 'one two')" in body
+    assert "('HTTP_X_TWICE', 'a,b')" in body
+    assert "CONTENT_TYPE" not in body  # none sent: none made up
+
+
+@pytest.mark.parametrize(
+    "request_bytes, status",
+    [
+        (b"GET /echo HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
+        (b"GET /echo HTTP/1.1\r\n folded first: x\r\n\r\n", b"400"),
+        (b"GET /echo HTTP/2.0\r\n\r\n", b"505"),
+        (b"GET /echo HTTQ/1.1\r\n\r\n", b"400"),
+        (b"GET /echo\r\n\r\n", b"400"),
+        (
+            b"GET /echo HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(101)) + b"\r\n",
+            b"431",
+        ),
+        (b"GET /echo HTTP/1.1\r\nX-Long: " + b"v" * 9000 + b"\r\n\r\n", b"400"),
+    ],
+)
+def test_malformed_requests_get_a_clear_status_and_the_server_lives_on(
+    start, request_bytes, status
+):
+    server = start(0)
+    answer = raw_exchange(server, request_bytes)
+    assert answer.split(b" ", 2)[1] == status, answer[:200]
+    assert server.get("/")[0] == 200
+
+
+def test_http_1_0_closes_after_the_answer_and_1_1_keeps_the_connection(start):
+    server = start(0)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 200")  # and the server closed: recv hit the end
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        for _ in range(3):
+            conn.request("GET", "/")
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200
+            assert not resp.will_close
+    finally:
+        conn.close()
