@@ -15,10 +15,20 @@ nodes at once::
     resp = conn.getresponse()
 
 ``request()`` does a whole bodiless exchange and reads the answer in one call.
+
+Connections are kept alive between requests (``common.backend_pool``): ``open`` takes an
+idle connection to the node if there is a live one, and ``close`` gives the connection
+back when the exchange ended cleanly (see ``BackendConnection.reusable``); anything else
+(an answer abandoned half-read, an error, an early answer to 100-continue) closes it.
+A pooled connection the node closed just as we sent a request on it is retried once on
+a new connection, as long as no status line came back and no body went out that cannot
+be sent again.
 """
 
 import http.client
 from urllib.parse import quote
+
+from common import backend_pool
 
 CHUNK_END = b"0\r\n\r\n"
 # What counts as "the node did not answer": a refused/reset connection, a timeout, or a
@@ -47,22 +57,34 @@ def backend_path(partition, account, container=None, obj=None):
 
 
 class BackendResponse(http.client.HTTPResponse):
-    """An HTTPResponse that can hand back a status line read while awaiting 100-continue."""
+    """An HTTPResponse that can hand back a status line read while awaiting 100-continue,
+    and that can tell whether it left its connection ready for another request."""
 
     _pending_status = None
+    status_read = False  # a status line came in (so the request reached the server)
+    saw_continue = False  # one of them was ``100 Continue``
+    _chunks_done = False  # the last chunk and the trailer of a chunked body were read
 
     def _read_status(self):
         if self._pending_status is not None:
             status, self._pending_status = self._pending_status, None
             return status
-        return super()._read_status()
+        status = super()._read_status()
+        self.status_read = True
+        if status[1] == http.client.CONTINUE:
+            self.saw_continue = True
+        return status
+
+    def _read_and_discard_trailer(self):
+        super()._read_and_discard_trailer()
+        self._chunks_done = True
 
     def read_interim(self):
         """Read one status line: 100 (headers skipped, more to come) or the final status.
 
         A final status is kept for ``begin()``, which then reads its headers and body.
         """
-        version, status, reason = super()._read_status()
+        version, status, reason = self._read_status()
         if status == http.client.CONTINUE:
             while True:
                 line = self.fp.readline(http.client._MAXLINE + 1)
@@ -72,11 +94,27 @@ class BackendResponse(http.client.HTTPResponse):
         self._pending_status = (version, status, reason)
         return status
 
+    def keeps_alive(self):
+        """True once ``begin()`` and the whole body are read and the connection stays open.
+
+        That is an HTTP/1.1 answer without ``Connection: close``, whose body was read to
+        its Content-Length or its last chunk (a HEAD, 204 or 304 has none).
+        """
+        if self.headers is None or self.version != 11 or self.will_close:
+            return False
+        if self.chunked:
+            return self._chunks_done
+        return self.length == 0
+
 
 class BackendConnection:
-    """One request to one node: headers sent, then an optional body, then the answer."""
+    """One request to one node: headers sent, then an optional body, then the answer.
 
-    def __init__(self, node, method, conn, chunked, node_timeout):
+    The connection may be one kept from an earlier request to the node
+    (``common.backend_pool``); ``close()`` gives it back when the exchange ended cleanly.
+    """
+
+    def __init__(self, node, method, conn, chunked, node_timeout, reused=False, head=None):
         self.node = node
         self.method = method
         self._conn = conn
@@ -85,6 +123,14 @@ class BackendConnection:
         self.response = None
         self.bytes_sent = 0
         self._resp_obj = None
+        self._reused = reused  # the socket came from the pool (it may have gone stale)
+        self._head = head  # (url, headers, conn_timeout): to send again on a new socket
+        self._replay = None  # the whole body, when the caller gave it at once (request())
+        self._sent_any = False  # some of the body (or its last chunk) went out
+        self._finished = False  # the last chunk went out
+        self._broken = False
+        self._body_length = _body_length(head[1]) if head is not None else None
+        self._expect_continue = head is not None and _expects_continue(head[1])
 
     @classmethod
     def open(
@@ -107,31 +153,48 @@ class BackendConnection:
         url = "/" + quote(node["device"], safe="") + path
         if query_string:
             url += "?" + query_string
-        conn = http.client.HTTPConnection(node["ip"], int(node["port"]), timeout=conn_timeout)
-        chunked = False
-        try:
-            conn.connect()
-            conn.sock.settimeout(node_timeout)
-            conn.putrequest(method, url, skip_accept_encoding=True)
-            for key, value in headers.items():
-                if value is None:
-                    continue
-                if key.lower() == "transfer-encoding" and value.lower() == "chunked":
-                    chunked = True
-                conn.putheader(key, str(value))
-            conn.endheaders()
-        except TimeoutError:
-            conn.close()
-            raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
-        except NETWORK_ERRORS as err:
-            conn.close()
-            raise BackendError(node, f"cannot send {method}: {err}") from None
-        return cls(node, method, conn, chunked, node_timeout)
+        chunked = any(
+            key.lower() == "transfer-encoding" and str(value).lower() == "chunked"
+            for key, value in headers.items()
+            if value is not None
+        )
+        conn, reused = _dial(node, method, url, headers, conn_timeout, node_timeout, pooled=True)
+        head = (url, dict(headers), conn_timeout)
+        return cls(node, method, conn, chunked, node_timeout, reused, head)
 
     def _response_object(self):
         if self._resp_obj is None:
             self._resp_obj = BackendResponse(self._conn.sock, method=self.method)
         return self._resp_obj
+
+    def _fail(self, message, timeout=False):
+        """Close for good after an error; the BackendError to raise."""
+        self._broken = True
+        self.close()
+        return BackendError(self.node, message, timeout=timeout)
+
+    def _stale(self, err):
+        """True if ``err`` shows a pooled socket the node had closed before our request.
+
+        Only a reset or end-of-file before any status line counts: the node then never
+        answered, so the request can be sent again on a new connection (once).
+        """
+        return (
+            self._reused
+            and isinstance(err, ConnectionError)
+            and not (self._resp_obj is not None and self._resp_obj.status_read)
+        )
+
+    def _redial(self):
+        """Replace a stale pooled socket with a new connection and send the head again."""
+        if self._resp_obj is not None:
+            self._resp_obj.close()
+        self._conn.close()
+        self._resp_obj = None
+        url, headers, conn_timeout = self._head
+        self._conn, self._reused = _dial(
+            self.node, self.method, url, headers, conn_timeout, self.node_timeout, pooled=False
+        )
 
     def set_timeout(self, seconds):
         """Change the per-operation timeout (e.g. to a first-byte timeout)."""
@@ -140,83 +203,173 @@ class BackendConnection:
 
     def await_continue(self):
         """Wait for ``100 Continue`` (returns 100) or an early final status (returned)."""
-        try:
-            status = self._response_object().read_interim()
-        except TimeoutError:
-            self.close()
-            raise BackendError(self.node, "timeout awaiting 100-continue", timeout=True) from None
-        except NETWORK_ERRORS as err:
-            self.close()
-            raise BackendError(self.node, f"no 100-continue: {err}") from None
-        return status
+        while True:
+            try:
+                return self._response_object().read_interim()
+            except TimeoutError:
+                raise self._fail("timeout awaiting 100-continue", timeout=True) from None
+            except NETWORK_ERRORS as err:
+                if self._stale(err) and not self._sent_any:
+                    self._redial()
+                    continue
+                raise self._fail(f"no 100-continue: {err}") from None
 
     def send(self, data):
         """Send part of the body (framed as a chunk when chunked). Raises BackendError."""
         if not data:
             return
-        try:
-            if self.chunked:
-                self._conn.sock.sendall(b"%x\r\n%b\r\n" % (len(data), data))
-            else:
+        size = len(data)
+        if self.chunked:
+            data = b"%x\r\n%b\r\n" % (size, data)
+        while True:
+            try:
+                self._sent_any = True
                 self._conn.sock.sendall(data)
-        except TimeoutError:
-            self.close()
-            raise BackendError(self.node, "timeout sending body", timeout=True) from None
-        except OSError as err:
-            self.close()
-            raise BackendError(self.node, f"cannot send body: {err}") from None
-        self.bytes_sent += len(data)
+                break
+            except TimeoutError:
+                raise self._fail("timeout sending body", timeout=True) from None
+            except OSError as err:
+                if self._stale(err) and self.bytes_sent == 0:
+                    self._redial()  # nothing of the body reached the node
+                    continue
+                raise self._fail(f"cannot send body: {err}") from None
+        self.bytes_sent += size
 
     def finish(self):
         """End the body: the terminating chunk if chunked, nothing otherwise."""
         if self.chunked:
             try:
+                self._sent_any = True
                 self._conn.sock.sendall(CHUNK_END)
             except TimeoutError:
-                self.close()
-                raise BackendError(self.node, "timeout ending body", timeout=True) from None
+                raise self._fail("timeout ending body", timeout=True) from None
             except OSError as err:
-                self.close()
-                raise BackendError(self.node, f"cannot end body: {err}") from None
+                raise self._fail(f"cannot end body: {err}") from None
+            self._finished = True
 
     def getresponse(self):
         """Read the status line and headers of the answer; the body stays to be read."""
         if self.response is not None:
             return self.response
-        resp = self._response_object()
-        try:
-            resp.begin()
-        except TimeoutError:
-            self.close()
-            raise BackendError(self.node, "timeout awaiting response", timeout=True) from None
-        except NETWORK_ERRORS as err:
-            self.close()
-            raise BackendError(self.node, f"bad response: {err}") from None
+        while True:
+            resp = self._response_object()
+            try:
+                resp.begin()
+                break
+            except TimeoutError:
+                raise self._fail("timeout awaiting response", timeout=True) from None
+            except NETWORK_ERRORS as err:
+                if self._stale(err) and (not self._sent_any or self._replay is not None):
+                    self._resend()
+                    continue
+                raise self._fail(f"bad response: {err}") from None
         self.response = resp
         return resp
+
+    def _resend(self):
+        """Redial, then send again the body sent so far (only ever a whole ``_replay``)."""
+        self._redial()
+        if self._sent_any:
+            try:
+                self._conn.sock.sendall(self._replay)
+            except TimeoutError:
+                raise self._fail("timeout sending body", timeout=True) from None
+            except OSError as err:
+                raise self._fail(f"cannot send body: {err}") from None
 
     def read(self, size):
         """Up to ``size`` bytes of the answer's body (b"" at the end). Raises BackendError."""
         try:
             data = self.response.read(size)
         except TimeoutError:
-            self.close()
-            raise BackendError(self.node, "timeout reading body", timeout=True) from None
+            raise self._fail("timeout reading body", timeout=True) from None
         except NETWORK_ERRORS as err:
-            self.close()
-            raise BackendError(self.node, f"cannot read body: {err}") from None
+            raise self._fail(f"cannot read body: {err}") from None
         if not data and size and self.response.length:
             # http.client returns b"" rather than raising when a sized body is cut short.
             unread = self.response.length
-            self.close()
-            raise BackendError(self.node, f"connection closed with {unread} body bytes unread")
+            raise self._fail(f"connection closed with {unread} body bytes unread")
         return data
 
+    def reusable(self):
+        """True if the exchange ended cleanly, so the connection can serve another request.
+
+        The whole request went out (``Content-Length`` bytes, or the last chunk), a
+        ``100 Continue`` came if one was asked for (a node that answers early closes
+        the connection, with or without saying so), no error or timeout happened, and
+        the answer keeps the connection alive with its body read to the end.
+        """
+        if self._broken or self._conn.sock is None or self.response is None:
+            return False
+        if self.chunked:
+            sent_all = self._finished
+        else:
+            sent_all = self._body_length is not None and self.bytes_sent == self._body_length
+        if not sent_all or (self._expect_continue and not self.response.saw_continue):
+            return False
+        return self.response.keeps_alive()
+
     def close(self):
-        """Drop the connection (an unread body is abandoned, not drained)."""
+        """Done with the connection: kept for the next request to the node if the
+        exchange ended cleanly (``reusable``), else closed (an unread body is abandoned,
+        not drained). Safe to call more than once, and after an error."""
+        sock = self._conn.sock
+        if sock is not None and self.reusable():
+            self._resp_obj.close()  # the response's file object, not the socket
+            self._conn.sock = None
+            backend_pool.POOL.give((self.node["ip"], int(self.node["port"])), sock)
+            return
         if self._resp_obj is not None:
             self._resp_obj.close()
         self._conn.close()
+
+
+def _body_length(headers):
+    """The Content-Length a request declares (0 for none); None if unreadable."""
+    for key, value in headers.items():
+        if value is not None and key.lower() == "content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return 0
+
+
+def _expects_continue(headers):
+    return any(
+        value is not None and key.lower() == "expect" and str(value).lower() == "100-continue"
+        for key, value in headers.items()
+    )
+
+
+def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled):
+    """An ``HTTPConnection`` with the request head sent, and whether its socket was pooled.
+
+    A pooled socket that fails while the head goes out is dropped for a new one.
+    """
+    key = (node["ip"], int(node["port"]))
+    sock = backend_pool.POOL.take(key) if pooled else None
+    conn = http.client.HTTPConnection(node["ip"], key[1], timeout=conn_timeout)
+    try:
+        if sock is not None:
+            conn.sock = sock
+        else:
+            conn.connect()
+        conn.sock.settimeout(node_timeout)
+        conn.putrequest(method, url, skip_accept_encoding=True)
+        for name, value in headers.items():
+            if value is not None:
+                conn.putheader(name, str(value))
+        conn.endheaders()
+    except TimeoutError:
+        conn.close()
+        raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
+    except NETWORK_ERRORS as err:
+        conn.close()
+        if sock is not None and isinstance(err, ConnectionError):
+            return _dial(node, method, url, headers, conn_timeout, node_timeout, pooled=False)
+        raise BackendError(node, f"cannot send {method}: {err}") from None
+    return conn, sock is not None
 
 
 class BackendResult:
@@ -259,6 +412,7 @@ def request(
     )
     try:
         if body:
+            conn._replay = body  # a stale pooled connection is retried with the whole body
             conn.send(body)
         resp = conn.getresponse()
         if max_body is not None:

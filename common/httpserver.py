@@ -7,7 +7,8 @@
   a burst of keep-alive connections spreads over the workers instead of landing on the
   first one awake.
 - ``ServedApp`` is the app as served: the request body guarded (``ClientDisconnect``
-  instead of a short read), then the request log line.
+  instead of a short read), a response body that ends short of its Content-Length
+  closing the connection, then the request log line.
 
 eventlet is imported in ``common/`` only (DESIGN 9); this module leans on the pieces of
 ``eventlet.wsgi`` that its own ``server()`` function uses (``Server``, its
@@ -36,6 +37,7 @@ MAX_ACCEPT_DEFER = 0.02  # seconds a busier worker leaves a new connection to id
 ACCEPT_DEFER_STEP = 0.0005
 ACCEPT_RETRY = frozenset((errno.ECONNABORTED, errno.EPROTO, errno.EAGAIN, errno.EINTR))
 ACCEPT_BACKOFF = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+CLOSE_AFTER_RESPONSE = "haneul.close_after_response"  # environ key: a call that does so
 
 logger = logging.getLogger("haneul.wsgi")
 
@@ -82,7 +84,7 @@ class GuardedInput:
 
 
 class ServedApp:
-    """The app as the runner serves it: guarded input, then the request log."""
+    """The app as the runner serves it: guarded input and output, then the request log."""
 
     def __init__(self, app, log_requests, name):
         self.inner = app
@@ -95,7 +97,50 @@ class ServedApp:
             environ["wsgi.input"], None if chunked or not length else int(length)
         )
         environ["wsgi.input"] = environ["haneul.client_input"] = guarded
-        return self.app(environ, start_response)
+        answer = []
+
+        def keep_answer(status, headers, exc_info=None):
+            answer[:] = (status, headers)
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, keep_answer)
+        if hasattr(body, "__len__") or environ["REQUEST_METHOD"] == "HEAD":
+            return body  # a list of chunks in hand (eventlet uses its length): not cut short
+        return _whole_body(body, answer, environ)
+
+
+def _whole_body(body, answer, environ):
+    """Yield ``body``; if it ends short of its Content-Length, close the connection.
+
+    A body that simply stops (a data file found truncated, a backend stream that broke
+    with no node to resume it) would otherwise leave a keep-alive client waiting for
+    bytes that never come until its timeout; closing tells it at once, after what the
+    body did hold has been written.
+    """
+    sent = 0
+    try:
+        for chunk in body:
+            sent += len(chunk)
+            yield chunk
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+    if not answer or answer[0][:1] == "1" or answer[0][:3] in ("204", "304"):
+        return
+    for key, value in answer[1]:
+        if len(key) == 14 and key.lower() == "content-length":
+            close = environ.get(CLOSE_AFTER_RESPONSE)
+            if close is not None and value.isdigit() and sent < int(value):
+                logger.warning(
+                    "%s %s: body ended after %d of %s bytes; closing the connection",
+                    environ["REQUEST_METHOD"],
+                    environ.get("PATH_INFO", ""),
+                    sent,
+                    value,
+                )
+                close()
+            return
 
 
 class RequestHeaders:
@@ -224,7 +269,12 @@ class _HttpProtocol(eventlet.wsgi.HttpProtocol):
         environ = super().get_environ()
         if self.headers.get("content-type") is None:
             environ.pop("CONTENT_TYPE", None)
+        environ[CLOSE_AFTER_RESPONSE] = self.close_after_response
         return environ
+
+    def close_after_response(self):
+        """Close the connection once the response being written is out."""
+        self.close_connection = 1
 
 
 class GreenServer:

@@ -106,29 +106,42 @@ class ContainerBroker(DatabaseBroker):
 
     # -- object rows -----------------------------------------------------------------------
 
+    @staticmethod
+    def object_row(name, timestamp, size, content_type, etag, deleted=0, storage_policy_index=0):
+        """The item row (a dict for ``merge_items``) of an object PUT, or with
+        ``deleted`` of a DELETE, at ``timestamp``."""
+        return {
+            "name": name,
+            "created_at": Timestamp(timestamp).internal,
+            "size": int(size),
+            "content_type": content_type,
+            "etag": etag,
+            "deleted": 1 if deleted else 0,
+            "storage_policy_index": int(storage_policy_index),
+        }
+
+    @classmethod
+    def tombstone_row(cls, name, timestamp, storage_policy_index=0):
+        """The item row of an object DELETE at ``timestamp``."""
+        return cls.object_row(
+            name, timestamp, 0, "application/deleted", "noetag", 1, storage_policy_index
+        )
+
     def put_object(
         self, name, timestamp, size, content_type, etag, deleted=0, storage_policy_index=0
     ):
         """Record an object PUT (or, with ``deleted``, a DELETE) at ``timestamp``."""
         self.merge_items(
             [
-                {
-                    "name": name,
-                    "created_at": Timestamp(timestamp).internal,
-                    "size": int(size),
-                    "content_type": content_type,
-                    "etag": etag,
-                    "deleted": 1 if deleted else 0,
-                    "storage_policy_index": int(storage_policy_index),
-                }
+                self.object_row(
+                    name, timestamp, size, content_type, etag, deleted, storage_policy_index
+                )
             ]
         )
 
     def delete_object(self, name, timestamp, storage_policy_index=0):
         """Record an object DELETE at ``timestamp`` (a tombstone row)."""
-        self.put_object(
-            name, timestamp, 0, "application/deleted", "noetag", 1, storage_policy_index
-        )
+        self.merge_items([self.tombstone_row(name, timestamp, storage_policy_index)])
 
     def empty(self):
         """No live object rows."""

@@ -174,7 +174,6 @@ class Controller:
         """Headers for one node request: trans id, timestamp, and optionally the client's."""
         headers = forwarded_headers(self.req) if transfer else {}
         headers["X-Trans-Id"] = self.trans_id
-        headers["Connection"] = "close"
         if timestamp is not None:
             headers["X-Timestamp"] = Timestamp(timestamp).internal
         for key, value in extra.items():

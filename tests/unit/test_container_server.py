@@ -39,6 +39,8 @@ def put_container(app, ts="1", path="/sda/1/a/c", **headers):
 def put_object(app, name, ts="2", size=3, ctype="text/plain", etag="abc", container="c", **extra):
     headers = {"X-Timestamp": ts, "X-Size": str(size), "X-Content-Type": ctype, "X-Etag": etag}
     headers.update(extra)
+    # As a server hands header values to the app: the UTF-8 bytes sent, read as latin-1.
+    headers = {key: value.encode().decode("latin-1") for key, value in headers.items()}
     return call(app, "PUT", f"/sda/1/a/{container}/{name}", headers)
 
 

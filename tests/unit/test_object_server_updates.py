@@ -1,5 +1,9 @@
 """Container updates after PUT/DELETE: sent to a real loopback HTTP server, or kept as
-async pendings when the container server is down, failing or slow."""
+async pendings when the container server is down, failing or slow.
+
+The tests call the app directly, in a process that is not green: each row goes alone,
+at once, in an ``UPDATE`` request (test_container_update_batching has the green case).
+"""
 
 import os
 import socket
@@ -8,6 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
 
+import msgpack
 import pytest
 from webob import Request
 
@@ -19,7 +24,8 @@ SECRETS = HashSecrets("p", "s")
 
 
 class ContainerStub:
-    """A tiny container server: records requests, answers ``status`` after ``delay``."""
+    """A tiny container server: records requests as ``(method, path, headers, rows)``
+    (``rows`` decoded from an UPDATE body), answers ``status`` after ``delay``."""
 
     def __init__(self):
         self.requests = []
@@ -29,15 +35,16 @@ class ContainerStub:
 
         class Handler(BaseHTTPRequestHandler):
             def _answer(self):
-                stub.requests.append(
-                    (self.command, unquote(self.path, encoding="utf-8"), dict(self.headers))
-                )
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                rows = msgpack.unpackb(body) if body else None
+                path = unquote(self.path, encoding="utf-8")
+                stub.requests.append((self.command, path, dict(self.headers), rows))
                 time.sleep(stub.delay)
                 self.send_response(stub.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
-            do_PUT = do_DELETE = _answer
+            do_PUT = do_DELETE = do_UPDATE = _answer
 
             def log_message(self, *args):
                 pass
@@ -120,34 +127,48 @@ def test_put_and_delete_update_the_container(app, stub, devices):
         **update_headers(stub.host),
     }
     assert call(app, "PUT", "/sda1/3/a/c/o", headers, b"hello").status_int == 201
-    [(method, path, got)] = stub.requests
-    assert (method, path) == ("PUT", "/cdev/7/a/c/o")
-    assert got["X-Timestamp"] == ts
-    assert got["X-Size"] == "5"
-    assert got["X-Content-Type"] == "text/plain"
-    assert got["X-Etag"] == "5d41402abc4b2a76b9719d911017c592"
-    assert got["X-Backend-Storage-Policy-Index"] == "1"
+    [(method, path, got, rows)] = stub.requests
+    assert (method, path) == ("UPDATE", "/cdev/7/a/c")
+    assert got["Content-Type"] == "application/x-msgpack"
     assert got["X-Trans-Id"] == "tx-test"
+    assert got["X-Backend-Server-Type"] == "container"
+    assert rows == [
+        {
+            "op": "PUT",
+            "name": "o",
+            "headers": {
+                "X-Timestamp": ts,
+                "X-Size": "5",
+                "X-Content-Type": "text/plain",
+                "X-Etag": "5d41402abc4b2a76b9719d911017c592",
+                "X-Backend-Storage-Policy-Index": "1",
+            },
+        }
+    ]
 
     ts2 = Timestamp(time.time() + 1).internal
     headers = {"X-Timestamp": ts2, "X-Backend-Storage-Policy-Index": "1"}
     headers.update(update_headers(stub.host))
     assert call(app, "DELETE", "/sda1/3/a/c/o", headers).status_int == 204
-    method, path, got = stub.requests[1]
-    assert (method, path, got["X-Timestamp"]) == ("DELETE", "/cdev/7/a/c/o", ts2)
+    method, path, _got, rows = stub.requests[1]
+    assert (method, path) == ("UPDATE", "/cdev/7/a/c")
+    [row] = rows
+    assert (row["op"], row["name"], row["headers"]["X-Timestamp"]) == ("DELETE", "o", ts2)
     assert async_pendings(devices) == []
 
 
 def test_unicode_names_are_quoted_on_the_wire(app, stub):
-    name = "객체 #1?.txt"
-    wsgi_path = ("/sda1/3/a/c/" + name).encode().decode("latin-1")
+    container, name = "통 #2?", "객체 #1?.txt"
+    wsgi_path = f"/sda1/3/a/{container}/{name}".encode().decode("latin-1")
     req = Request({"REQUEST_METHOD": "PUT", "PATH_INFO": wsgi_path, "SERVER_NAME": "x",
                    "SERVER_PORT": "80", "wsgi.url_scheme": "http"})  # fmt: skip
     req.headers.update({"X-Timestamp": Timestamp(time.time()).internal})
     req.headers.update(update_headers(stub.host))
     req.body = b"x"
     assert req.get_response(app).status_int == 201
-    assert stub.requests[0][1] == "/cdev/7/a/c/" + name
+    [(_method, path, _headers, rows)] = stub.requests
+    assert path == f"/cdev/7/a/{container}"  # the stub unquoted it
+    assert rows[0]["name"] == name  # msgpack text, no quoting
 
 
 def test_failed_replica_becomes_an_async_pending(app, stub, dead_host, devices):
