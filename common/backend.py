@@ -26,6 +26,7 @@ be sent again.
 """
 
 import http.client
+import socket
 from urllib.parse import quote
 
 from common import backend_pool
@@ -142,13 +143,19 @@ class BackendConnection:
         conn_timeout=0.5,
         node_timeout=10.0,
         query_string="",
+        body=None,
+        body_follows=False,
     ):
         """Connect and send the request line and headers; the body (if any) comes later.
 
         ``path`` is the part after the device (``backend_path``): the node's device is
         put in front of it here.
         ``headers`` values are WSGI (latin-1) strings or ints. A ``Transfer-Encoding:
-        chunked`` header makes ``send`` frame each chunk. Raises BackendError.
+        chunked`` header makes ``send`` frame each chunk. A whole (small) ``body`` given
+        here goes out in the same write as the headers. ``body_follows`` promises that
+        the caller's first ``send`` comes right away (no 100-continue): the headers are
+        held back (MSG_MORE) to leave in the same packet as it, so the node wakes once.
+        Raises BackendError.
         """
         url = "/" + quote(node["device"], safe="") + path
         if query_string:
@@ -158,9 +165,26 @@ class BackendConnection:
             for key, value in headers.items()
             if value is not None
         )
-        conn, reused = _dial(node, method, url, headers, conn_timeout, node_timeout, pooled=True)
+        if body and chunked:
+            raise ValueError("a body given whole is not sent chunked")
+        conn, reused = _dial(
+            node,
+            method,
+            url,
+            headers,
+            conn_timeout,
+            node_timeout,
+            pooled=True,
+            body=body,
+            more=body_follows,
+        )
         head = (url, dict(headers), conn_timeout)
-        return cls(node, method, conn, chunked, node_timeout, reused, head)
+        opened = cls(node, method, conn, chunked, node_timeout, reused, head)
+        if body:
+            opened._replay = body  # a stale pooled connection is retried with the body
+            opened._sent_any = True
+            opened.bytes_sent = len(body)
+        return opened
 
     def _response_object(self):
         if self._resp_obj is None:
@@ -342,14 +366,42 @@ def _expects_continue(headers):
     )
 
 
-def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled):
-    """An ``HTTPConnection`` with the request head sent, and whether its socket was pooled.
+class _Connection(http.client.HTTPConnection):
+    """http.client's connection, but the head leaves together with the body.
+
+    Each write that reaches a peer costs a wake-up on both sides: a whole body goes in
+    the same write as the head, and a head whose body follows at once (``more``) is
+    sent with MSG_MORE, so the kernel holds it for the body's write.
+    """
+
+    more = False
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        if message_body is None and self.more:
+            self._buffer.extend((b"", b""))
+            message = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.sock.sendall(message, socket.MSG_MORE)
+            return
+        if isinstance(message_body, bytes) and not encode_chunked:
+            self._buffer.extend((b"", message_body))
+            message = b"\r\n".join(self._buffer)
+            del self._buffer[:]
+            self.send(message)
+            return
+        super()._send_output(message_body, encode_chunked)
+
+
+def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled, body=None, more=False):
+    """An ``HTTPConnection`` with the request head (and ``body``, if given) sent, and
+    whether its socket was pooled.
 
     A pooled socket that fails while the head goes out is dropped for a new one.
     """
     key = (node["ip"], int(node["port"]))
     sock = backend_pool.POOL.take(key) if pooled else None
-    conn = http.client.HTTPConnection(node["ip"], key[1], timeout=conn_timeout)
+    conn = _Connection(node["ip"], key[1], timeout=conn_timeout)
+    conn.more = more and not body
     try:
         if sock is not None:
             conn.sock = sock
@@ -360,14 +412,24 @@ def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled):
         for name, value in headers.items():
             if value is not None:
                 conn.putheader(name, str(value))
-        conn.endheaders()
+        conn.endheaders(body or None)
     except TimeoutError:
         conn.close()
         raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
     except NETWORK_ERRORS as err:
         conn.close()
         if sock is not None and isinstance(err, ConnectionError):
-            return _dial(node, method, url, headers, conn_timeout, node_timeout, pooled=False)
+            return _dial(
+                node,
+                method,
+                url,
+                headers,
+                conn_timeout,
+                node_timeout,
+                pooled=False,
+                body=body,
+                more=more,
+            )
         raise BackendError(node, f"cannot send {method}: {err}") from None
     return conn, sock is not None
 
@@ -408,12 +470,9 @@ def request(
     if body or method in ("PUT", "POST"):
         headers["Content-Length"] = str(len(body))
     conn = BackendConnection.open(
-        node, method, path, headers, conn_timeout, node_timeout, query_string
+        node, method, path, headers, conn_timeout, node_timeout, query_string, body=body
     )
     try:
-        if body:
-            conn._replay = body  # a stale pooled connection is retried with the whole body
-            conn.send(body)
         resp = conn.getresponse()
         if max_body is not None:
             data = conn.read(max_body + 1)

@@ -183,7 +183,14 @@ class ObjectController(Controller):
         # and so does a client that waits itself or may be refused up front (412).
         client_waits = "Expect" in self.req.headers or "If-None-Match" in self.req.headers
         expect = length is None or length > SMALL_BODY or client_waits
-        putters, answers = self._connect(ring, part, primaries, slot_headers, expect)
+        if not expect:
+            # Small enough to hold: read it all first, so that each node gets headers
+            # and body in one packet (and a client that fails to send it costs no node).
+            # The body itself still goes only once a quorum of nodes is connected.
+            body = [b"".join(body)]
+        putters, answers = self._connect(
+            ring, part, primaries, slot_headers, expect, body_in_hand=not expect
+        )
         try:
             early = [a.status for a in answers]
             if 412 in early:
@@ -205,8 +212,10 @@ class ObjectController(Controller):
             raise
         return self._put_response(live, len(primaries), quorum, timestamp, extra_resp_headers)
 
-    def _connect(self, ring, part, primaries, slot_headers, expect):
+    def _connect(self, ring, part, primaries, slot_headers, expect, body_in_hand=False):
         """Open a PUT to every primary side by side (a handoff for each that fails).
+
+        ``body_in_hand``: the whole body is read already (see ``open_putter``).
 
         Returns (putters ready for the body, early final answers such as 412).
         """
@@ -228,6 +237,7 @@ class ObjectController(Controller):
                             expect,
                             app.conn_timeout,
                             app.node_timeout,
+                            body_in_hand=body_in_hand,
                         )
                     except BackendError as err:
                         self.note_node_result(node, error=err)

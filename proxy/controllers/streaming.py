@@ -127,16 +127,22 @@ class EarlyAnswer:
         self.headers = headers
 
 
-def open_putter(slot, node, method, path, headers, expect, conn_timeout, node_timeout):
+def open_putter(
+    slot, node, method, path, headers, expect, conn_timeout, node_timeout, body_in_hand=False
+):
     """Connect to ``node`` and wait for its go-ahead: a Putter or an EarlyAnswer.
 
     With ``expect`` the request carries ``Expect: 100-continue``, so a node that will
     refuse (exists already, disk full) says so before the body is streamed.
+    ``body_in_hand`` (never with ``expect``): the whole body will be sent as soon as
+    enough nodes are connected, so the headers wait to leave with it.
     Raises BackendError when the node cannot be reached.
     """
     if expect:
         headers = dict(headers, Expect="100-continue")
-    conn = BackendConnection.open(node, method, path, headers, conn_timeout, node_timeout)
+    conn = BackendConnection.open(
+        node, method, path, headers, conn_timeout, node_timeout, body_follows=body_in_hand
+    )
     if not expect:
         return Putter(slot, node, conn)
     status = conn.await_continue()

@@ -174,6 +174,40 @@ def test_a_streamed_put_with_100_continue_is_reused(server):
     assert server.get()[0] == first
 
 
+def test_headers_held_for_the_body_that_follows_arrive_with_it(server, fresh_pool):
+    first, _ = server.get()
+    conn = BackendConnection.open(
+        server.node, "PUT", "/put", {"Content-Length": "4"}, body_follows=True
+    )
+    conn.send(b"data")
+    resp = conn.getresponse()
+    assert (resp.status, conn.read(100)) == (201, b"data")
+    conn.close()
+    assert resp.getheader("X-Client-Port") == first  # and the connection is reused
+
+
+def test_headers_held_for_a_body_never_sent_reach_the_node_as_a_disconnect(server, fresh_pool):
+    conn = BackendConnection.open(
+        server.node, "PUT", "/put", {"Content-Length": "4"}, body_follows=True
+    )
+    conn.close()  # no body: the node gets the headers, then the end of the stream
+    assert server.get()[1] == b"hello"  # the server lives on; a new connection serves
+
+
+def test_a_whole_body_given_to_open_goes_with_the_headers(server, fresh_pool):
+    conn = BackendConnection.open(
+        server.node, "PUT", "/put", {"Content-Length": "5"}, body=b"whole"
+    )
+    assert conn.bytes_sent == 5
+    resp = conn.getresponse()
+    assert (resp.status, conn.read(100)) == (201, b"whole")
+    conn.close()
+    with pytest.raises(ValueError):
+        BackendConnection.open(
+            server.node, "PUT", "/put", {"Transfer-Encoding": "chunked"}, body=b"x"
+        )
+
+
 def test_a_body_abandoned_half_read_closes_the_connection(server, fresh_pool):
     first, _ = server.get()
     conn = BackendConnection.open(server.node, "GET", "/big", {})
