@@ -1,6 +1,6 @@
 """The object auditor: reads every object on the node and quarantines the corrupt ones.
 
-One pass (``run_once``) walks every object of every replication policy on every device
+One pass (``run_once``) walks every object of every storage policy on every device
 under ``devices`` (all of them: a device that left the ring still holds data worth
 checking) at a bounded pace, at most ``files_per_second`` objects and
 ``bytes_per_second`` bytes, sleeping as needed with ``time.sleep`` (cooperative under
@@ -11,13 +11,15 @@ the agent). For each object it:
 - checks the metadata holds a name and a well-formed ETag;
 - reads every byte and compares the MD5 with the ETag.
 
+In an erasure-coded policy each durable fragment archive of a hash dir (a handoff may
+hold several) is read the same way and checked against its own ETag, which is the
+archive's CRC32 (common.crc32; the MD5 for archives written before CRC32s).
+
 A bad object's hash dir goes to ``<dev>/quarantined/objects[-N]/<hash>`` and its suffix
 is marked for rehashing, so the replicator's next pass brings a good copy back from
-another node. Tombstones are not read; one older than ``reclaim_age`` gets its suffix
-marked for rehashing, which is what removes it (object_server.hashes).
-
-Erasure-coded policies are skipped: a fragment archive's bytes are not what the
-object's ETag describes.
+another node (for a fragment archive, the reconstructor rebuilds it from the others).
+Tombstones are not read; one older than ``reclaim_age`` gets its suffix marked for
+rehashing, which is what removes it (object_server.hashes).
 """
 
 import hashlib
@@ -38,6 +40,8 @@ from object_server.diskfile import (
     DiskFileNotExist,
     DiskFileQuarantined,
 )
+from object_server.ec_diskfile import ECDiskFileManager, archive_checksum, is_ec_policy
+from object_server.filenames import parse_filename
 from object_server.hashes import LockTimeout, invalidate_hash
 
 _HEX = frozenset("0123456789abcdef")
@@ -101,19 +105,24 @@ class ObjectAuditor:
             conf.get("reclaim_age", DEFAULT_RECLAIM_AGE), "reclaim_age", 0
         )
         self.policies = load_policies(conf.get("haneul_conf", "").strip() or None)
-        self.diskfiles = DiskFileManager(
-            agent_helpers.hash_secrets_of(conf),
+        manager_kw = dict(
             disk_chunk_size=config_int(conf.get("disk_chunk_size", 65536), "disk_chunk_size", 1),
             reclaim_age=self.reclaim_age,
             logger=self.logger,
         )
+        secrets = agent_helpers.hash_secrets_of(conf)
+        self.diskfiles = DiskFileManager(secrets, **manager_kw)
+        self.ec_diskfiles = ECDiskFileManager(secrets, **manager_kw)
 
     def _audited_policies(self, dev_path):
+        """(policy index, its manager) of each policy with objects on a device; a policy
+        haneul.conf does not know is audited as a replicated one."""
         for index in layout.policy_indexes(dev_path):
             policy = self.policies.get_by_index(index)
-            if policy is not None and policy.policy_type != "replication":
-                continue
-            yield index
+            if is_ec_policy(policy):
+                yield index, self.ec_diskfiles
+            elif policy is None or policy.policy_type == "replication":
+                yield index, self.diskfiles
 
     def run_once(self, devices=None):
         """Audit every object (of the named devices only, if given); counters."""
@@ -127,16 +136,20 @@ class ObjectAuditor:
             if self.mount_check and not os.path.ismount(dev_path):
                 self.logger.warning("skipping %s: not mounted", dev_path)
                 continue
-            for index in self._audited_policies(dev_path):
-                for part in self.diskfiles.partitions(dev_path, index):
+            for index, manager in self._audited_policies(dev_path):
+                ec = manager is self.ec_diskfiles
+                for part in manager.partitions(dev_path, index):
                     stale = set()
-                    for state in self.diskfiles.yield_hashes(dev_path, part, index):
+                    for state in manager.yield_hashes(dev_path, part, index):
                         if state.deleted:
                             if state.timestamp < reclaim_before:
                                 stale.add(layout.suffix_of(state.hash))
                             continue
                         files.spend(1)
-                        self.audit_object(dev_path, part, index, state.hash, stats, volume)
+                        for frag_index in _durable_fragments(state) if ec else (None,):
+                            self.audit_object(
+                                dev_path, part, index, state.hash, stats, volume, frag_index
+                            )
                     self._mark_stale(dev_path, part, index, stale, stats)
         stats["duration"] = round(time.monotonic() - started, 3)
         self.logger.info(
@@ -161,9 +174,15 @@ class ObjectAuditor:
                 stats["errors"] += 1
                 self.logger.error("cannot mark %s/%s for rehashing: %s", part_dir, suffix, err)
 
-    def audit_object(self, dev_path, part, policy_index, obj_hash, stats, volume=None):
-        """Check one object; quarantine it if it is corrupt. Tallies into ``stats``."""
-        df = self.diskfiles.get_diskfile_from_hash(dev_path, part, obj_hash, policy_index)
+    def audit_object(
+        self, dev_path, part, policy_index, obj_hash, stats, volume=None, frag_index=None
+    ):
+        """Check one object, or with ``frag_index`` that fragment archive of an
+        erasure-coded one; quarantine it if it is corrupt. Tallies into ``stats``."""
+        if frag_index is None:
+            df = self.diskfiles.get_diskfile_from_hash(dev_path, part, obj_hash, policy_index)
+        else:
+            df = self.ec_diskfiles.get_fragment(dev_path, part, obj_hash, policy_index, frag_index)
         try:
             df.open(check_expiry=False)
         except DiskFileQuarantined:
@@ -176,8 +195,10 @@ class ObjectAuditor:
             self.logger.error("cannot audit %s: %s", df.datadir, err)
             return
         with df:
+            if df.frag_index != frag_index:
+                return  # that archive went (reverted, or replaced) since it was listed
             metadata = df.get_datafile_metadata()
-            problem = _metadata_problem(metadata)
+            problem = _metadata_problem(metadata, frag_index is not None)
             if problem is None:
                 problem = self._check_bytes(df, metadata, stats, volume)
         stats["objects_checked"] += 1
@@ -188,13 +209,19 @@ class ObjectAuditor:
 
     @staticmethod
     def _check_bytes(df, metadata, stats, volume):
-        """Read the whole object; None if its MD5 matches its ETag, else what is wrong."""
+        """Read the whole object; None if its bytes match its ETag, else what is wrong.
+
+        The ETag is an MD5, or for a fragment archive its CRC32 (``archive_checksum``).
+        """
         length = df.content_length
+        if df.frag_index is None:
+            checksum = hashlib.md5(usedforsecurity=False)
+        else:
+            checksum = archive_checksum(metadata["ETag"].lower())
         reader = df.reader()
-        md5 = hashlib.md5(usedforsecurity=False)
         try:
             for chunk in reader:
-                md5.update(chunk)
+                checksum.update(chunk)
                 stats["bytes"] += len(chunk)
                 if volume is not None:
                     volume.spend(len(chunk))
@@ -202,15 +229,31 @@ class ObjectAuditor:
             reader.close()
         if reader.bytes_read != length:
             return "truncated"
-        if md5.hexdigest() != metadata["ETag"].lower():
-            return f"bytes hash to {md5.hexdigest()}, ETag is {metadata['ETag']}"
+        if checksum.hexdigest() != metadata["ETag"].lower():
+            return f"bytes hash to {checksum.hexdigest()}, ETag is {metadata['ETag']}"
         return None
 
 
-def _metadata_problem(metadata):
-    """What is wrong with a data file's metadata (beyond what DiskFile checks), or None."""
+def _durable_fragments(state):
+    """The fragment indexes of the durable archives an EC object's state names."""
+    indexes = set()
+    for name in state.filenames:
+        info = parse_filename(name)
+        if info is not None and info.is_durable_data and info.frag_index is not None:
+            indexes.add(info.frag_index)
+    return sorted(indexes)
+
+
+def _metadata_problem(metadata, archive=False):
+    """What is wrong with a data file's metadata (beyond what DiskFile checks), or None.
+
+    A fragment ``archive``'s ETag may be a CRC32 as well as an MD5.
+    """
     etag = metadata.get("ETag", "")
-    if len(etag) != 32 or not set(etag.lower()) <= _HEX:
+    if archive:
+        if archive_checksum(etag.lower()) is None:
+            return f"bad ETag {etag[:40]!r}"
+    elif len(etag) != 32 or not set(etag.lower()) <= _HEX:
         return f"bad ETag {etag[:40]!r}"
     name = metadata.get("name", "")
     if not name.startswith("/") or name.count("/") < 3:

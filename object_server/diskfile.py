@@ -127,6 +127,12 @@ class DiskFileManager:
 
     suffix_hasher = staticmethod(hash_suffix)
 
+    @staticmethod
+    def new_checksum():
+        """The running checksum a writer keeps of a .data's bytes (its ``ETag``): the
+        object's MD5, which is what the API promises for a whole object."""
+        return hashlib.md5(usedforsecurity=False)
+
     @property
     def diskfile_class(self):
         return DiskFile
@@ -466,7 +472,7 @@ class DiskFileWriter:
         self.fd = None
         self.tmp_path = None
         self.bytes_written = 0
-        self._md5 = hashlib.md5(usedforsecurity=False)
+        self._checksum = diskfile.manager.new_checksum()
         self._fallocated = False
         self.put_path = None
 
@@ -490,7 +496,7 @@ class DiskFileWriter:
         raise err
 
     def write(self, chunk):
-        """Append ``chunk`` to the file, updating the MD5."""
+        """Append ``chunk`` to the file, updating the checksum."""
         view = memoryview(chunk)
         try:
             while view:
@@ -498,13 +504,13 @@ class DiskFileWriter:
                 view = view[done:]
         except OSError as err:
             self._fail(err)
-        self._md5.update(chunk)
+        self._checksum.update(chunk)
         self.bytes_written += len(chunk)
 
     @property
     def etag(self):
-        """MD5 hex of what was written so far."""
-        return self._md5.hexdigest()
+        """The checksum of what was written so far (the manager's ``new_checksum``)."""
+        return self._checksum.hexdigest()
 
     def put(self, metadata, ext=DATA, frag_index=None, durable=False):
         """Make the written file the object's ``ext`` at ``metadata['X-Timestamp']``.

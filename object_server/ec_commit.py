@@ -2,7 +2,8 @@
 
 1. ``PUT /<dev>/<part>/<a>/<c>/<o>`` with ``X-Backend-Ec-Frag-Index: <i>`` streams one
    fragment archive; it is stored as ``<ts>#<i>.data``, *not* durable, so GET and HEAD
-   do not see it yet. The answer (201) carries the archive's MD5 as ``ETag``. No
+   do not see it yet. The answer (201) carries the archive's checksum (a CRC32,
+   object_server.ec_diskfile) as ``ETag``. No
    container update yet: the object does not exist until it is committed.
 2. ``POST`` of the same path with ``X-Backend-Ec-Commit: true``, the same timestamp and
    index, and the proxy's footer (``X-Object-Sysmeta-Ec-Etag``, ``-Ec-Content-Length``,
@@ -10,7 +11,7 @@
    into the archive's metadata and it is renamed ``<ts>#<i>#d.data``; then the
    container hears of the object (its original size and MD5), with an async pending
    if it cannot be reached. 201; 404 without such an archive; 409 if the archive's
-   MD5 is not the footer's (the archive is deleted) or a newer write exists.
+   checksum is not the footer's (the archive is deleted) or a newer write exists.
 
 The handlers use the ObjectApp's request parsing and container-update helpers, so that
 an EC write is checked exactly as a replicated one.
@@ -59,7 +60,7 @@ def frag_index_of(req, policy):
 
 
 def put_fragment(app, req, policy, target):
-    """Phase 1: store a non-durable fragment archive; 201 with its MD5."""
+    """Phase 1: store a non-durable fragment archive; 201 with its checksum."""
     device, part, account, container, obj, policy_index = target
     frag_index = frag_index_of(req, policy)
     ts, length, user_metadata, content_type, if_none_match, client_etag = app._put_request(req)

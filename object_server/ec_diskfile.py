@@ -7,8 +7,9 @@ not hide the last durable one (object_server.filenames decides what is kept). A 
 may hold several fragment indexes of one object side by side.
 
 - ``ECDiskFileManager`` is the DiskFileManager of an EC policy: its DiskFiles are
-  ECDiskFiles, and its suffix hashes compare across fragment indexes
-  (object_server.ec_hashes).
+  ECDiskFiles, its suffix hashes compare across fragment indexes
+  (object_server.ec_hashes), and an archive's ``ETag`` is its CRC32 (common.crc32;
+  archives written before that hold their MD5).
 - ``ECDiskFile.open()`` picks a durable fragment (the preferred index if it is there);
   ``create()`` + ``put(..., frag_index=i)`` writes a non-durable archive;
   ``commit()`` merges the proxy's footer metadata into it and renames it durable.
@@ -18,9 +19,11 @@ common.policies; ``ec_driver`` and friends read it.
 """
 
 import errno
+import hashlib
 import os
 
 from common.concurrency import run_in_thread
+from common.crc32 import CRC32, is_crc32
 from common.fileops import durable_rename
 from object_server.diskfile import (
     DiskFile,
@@ -48,6 +51,7 @@ PER_FRAGMENT_KEYS = frozenset(
     k.lower() for k in (FRAG_INDEX_KEY, EC_ETAG_KEY, EC_CONTENT_LENGTH_KEY, EC_ARCHIVE_ETAG_KEY)
 )
 
+_HEX = frozenset("0123456789abcdef")
 _drivers = {}
 
 
@@ -73,6 +77,17 @@ def ec_driver(policy):
     return _drivers[key]
 
 
+def archive_checksum(etag):
+    """A fresh checksum of the kind an archive's stored ``ETag`` is, to check its bytes
+    against: a CRC32 (common.crc32), or an MD5 for an archive written before archives
+    had CRC32s (32 hex digits). None if ``etag`` is neither."""
+    if is_crc32(etag):
+        return CRC32()
+    if len(etag) == 32 and set(etag) <= _HEX:
+        return hashlib.md5(usedforsecurity=False)
+    return None
+
+
 class FragmentNotFound(DiskFileNotExist):
     """No such fragment archive (to commit)."""
 
@@ -85,6 +100,9 @@ class ECDiskFileManager(DiskFileManager):
     """The DiskFileManager of an erasure-coded policy."""
 
     suffix_hasher = staticmethod(hash_ec_suffix)
+    # An archive's checksum is a CRC32 (common.crc32): the proxy takes the same of what
+    # it sends, and an MD5 on both sides was a third of an EC PUT's CPU.
+    new_checksum = staticmethod(CRC32)
 
     @property
     def diskfile_class(self):
@@ -119,7 +137,8 @@ class ECDiskFile(DiskFile):
 
         Returns ``(metadata, newly_committed)``: an archive already durable at that
         timestamp is left as it is. Raises FragmentNotFound if neither exists,
-        FragmentEtagMismatch (after deleting it) if its MD5 is not ``archive_etag``,
+        FragmentEtagMismatch (after deleting it) if its checksum (its ``ETag``, see
+        ``ECDiskFileManager.new_checksum``) is not ``archive_etag``,
         DiskFileCollision if it belongs to another name, DiskFileNoSpace.
         """
         pending = make_filename(timestamp, DATA, frag_index, durable=False)
@@ -137,7 +156,7 @@ class ECDiskFile(DiskFile):
                 fd = None
                 purge_files(self.datadir, [pending])
                 raise FragmentEtagMismatch(
-                    f"{pending}: archive MD5 {metadata.get('ETag')}, proxy sent {archive_etag}"
+                    f"{pending}: archive checksum {metadata.get('ETag')}, proxy sent {archive_etag}"
                 )
             metadata.update(footer)
             metadata[EC_ARCHIVE_ETAG_KEY] = metadata.get("ETag", "")
@@ -145,7 +164,7 @@ class ECDiskFile(DiskFile):
                 os.ftruncate(fd, content_length)  # the old footer goes; a new one may come
             write_metadata(fd, metadata, content_length)
             # One trip to a thread for the blocking part (each trip costs CPU).
-            run_in_thread(durable_rename, fd, pending_path, durable_path)
+            run_in_thread(_make_durable, fd, pending_path, durable_path)
         except FileNotFoundError:
             # A concurrent commit of the same archive won the race to the rename.
             return self._committed_already(durable_path), False
@@ -190,3 +209,19 @@ class ECDiskFile(DiskFile):
             raise FragmentNotFound(f"{durable_path}: unreadable metadata ({err})") from None
         finally:
             os.close(fd)
+
+
+def _make_durable(fd, pending_path, durable_path):
+    """The blocking part of a commit: fsync the archive, rename it durable, fsync the
+    dir; then drop the archive's pages from the page cache.
+
+    Left cached, clean pages pile up, and every archive written meanwhile lands on
+    pages the machine has not touched for a while: measured in this VM, the copy into
+    the page cache then runs at 0.7-0.85 GB/s a core instead of 3.7, a fifth of a
+    node's CPU in an EC PUT. Dropped pages are reused by the next write at once. An
+    archive is seldom read back soon (a GET reads k of the k + m, from whichever nodes
+    answer first), so the cache is better spent elsewhere; Swift's object server drops
+    what a PUT wrote too (``drop_buffer_cache``).
+    """
+    durable_rename(fd, pending_path, durable_path)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)

@@ -8,15 +8,19 @@
   header names its payload length, so segment boundaries come from the data itself,
   whatever segment size the writer used), and runs ``driver.reconstruct``. Only one
   segment's fragments are ever in memory.
+- A source checksums what it reads against the archive's stored ``ETag`` (its CRC32,
+  object_server.ec_diskfile): once the last segment is out, a damaged source raises
+  RebuildError, so the archive built from it, or the damaged archive itself on its
+  way home, is never committed.
 - ``push_fragment`` sends an archive to a node with the proxy's two-phase contract
   (object_server.ec_commit): a PUT of the bytes, then a POST commit with the footer.
 - ``remote_hashes`` asks a node for its suffix hashes (REPLICATE).
 """
 
-import hashlib
 import struct
 
 from common.backend import BackendConnection, backend_path, request
+from common.crc32 import CRC32
 from common.timestamp import InvalidTimestamp, Timestamp
 from object_server.ec_commit import COMMIT_HEADER
 from object_server.ec_diskfile import (
@@ -25,6 +29,7 @@ from object_server.ec_diskfile import (
     EC_ETAG_KEY,
     FRAG_INDEX_HEADER,
     PER_FRAGMENT_KEYS,
+    archive_checksum,
 )
 from object_server.partition_walk import replicate, where
 
@@ -57,13 +62,19 @@ def wsgi_header(text):
 
 
 class FragmentSource:
-    """One fragment archive, read front to back with ``read_exact``."""
+    """One fragment archive, read front to back with ``read_exact``.
 
-    def __init__(self, frag_index, read, close, label):
+    With ``etag``, the archive's stored checksum, every byte read is checksummed too,
+    and ``verify()`` tells once the whole archive is read whether it was intact.
+    """
+
+    def __init__(self, frag_index, read, close, label, etag=None):
         self.frag_index = frag_index
         self._read = read
         self._close = close
         self.label = label
+        self.etag = (etag or "").strip('"').lower()
+        self._checksum = archive_checksum(self.etag) if self.etag else None
 
     def read_exact(self, size):
         parts = []
@@ -72,9 +83,22 @@ class FragmentSource:
             chunk = self._read(wanted)
             if not chunk:
                 raise RebuildError(f"{self.label}: archive ended early")
+            if self._checksum is not None:
+                self._checksum.update(chunk)
             parts.append(chunk)
             wanted -= len(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def verify(self):
+        """Raise RebuildError if the archive, read to its end, does not match its
+        checksum (an archive of unknown checksum passes)."""
+        if self._checksum is None:
+            return
+        got = self._checksum.hexdigest()
+        if got != self.etag:
+            raise RebuildError(
+                f"{self.label}: archive damaged: its bytes give {got}, not {self.etag}"
+            )
 
     def close(self):
         self._close()
@@ -82,6 +106,7 @@ class FragmentSource:
 
 def local_source(df, label="local"):
     """A FragmentSource over an open ECDiskFile's archive (it takes the open file)."""
+    etag = df.get_datafile_metadata().get("ETag")
     reader = df.reader()
     position = 0
 
@@ -91,7 +116,7 @@ def local_source(df, label="local"):
         position += len(data)
         return data
 
-    return FragmentSource(df.frag_index, read, reader.close, label)
+    return FragmentSource(df.frag_index, read, reader.close, label, etag)
 
 
 def remote_source(node, part, names, policy_index, timestamp, length, ec_etag, timeouts):
@@ -116,7 +141,7 @@ def remote_source(node, part, names, policy_index, timestamp, length, ec_etag, t
     except BaseException:
         conn.close()
         raise
-    return FragmentSource(frag_index, conn.read, conn.close, where(node))
+    return FragmentSource(frag_index, conn.read, conn.close, where(node), resp.getheader("ETag"))
 
 
 def _source_problem(resp, timestamp, length, ec_etag):
@@ -156,7 +181,8 @@ def next_fragment(driver, source):
 
 
 def rebuilt_segments(driver, sources, frag_index, archive_length):
-    """Yield the archive of ``frag_index``, segment by segment, from k ``sources``."""
+    """Yield the archive of ``frag_index``, segment by segment, from k ``sources``;
+    RebuildError after the last one if a source was damaged."""
     remaining = archive_length
     while remaining > 0:
         fragments = [next_fragment(driver, source) for source in sources]
@@ -171,15 +197,19 @@ def rebuilt_segments(driver, sources, frag_index, archive_length):
             raise RebuildError(f"rebuilt fragment of {len(rebuilt)} bytes, expected {size}")
         remaining -= size
         yield rebuilt
+    for source in sources:
+        source.verify()
 
 
 def archive_chunks(source, length, chunk_size=65536):
-    """Yield a source's whole archive (for moving a fragment as it is)."""
+    """Yield a source's whole archive (for moving a fragment as it is); RebuildError
+    after the last chunk if it was damaged."""
     remaining = length
     while remaining > 0:
         chunk = source.read_exact(min(chunk_size, remaining))
         remaining -= len(chunk)
         yield chunk
+    source.verify()
 
 
 # -- sending -------------------------------------------------------------------------------
@@ -190,7 +220,8 @@ def push_fragment(node, part, policy_index, frag_index, metadata, timestamp, chu
 
     ``metadata`` is a fragment's .data metadata (its name, Content-Length = the archive
     length, user metadata and EC sysmeta); ``chunks`` yields the archive. Returns the
-    archive's MD5, or None if the node already holds that write or a newer one.
+    archive's checksum (its CRC32, as the node takes it), or None if the node already
+    holds that write or a newer one.
     Raises RebuildError or BackendError.
     """
     names = object_names(metadata)
@@ -202,12 +233,12 @@ def push_fragment(node, part, policy_index, frag_index, metadata, timestamp, chu
     headers.update(_fragment_headers(policy_index, frag_index, timestamp))
     headers["Content-Length"] = str(length)
     conn = BackendConnection.open(node, "PUT", path, headers, **timeouts)
-    md5 = hashlib.md5(usedforsecurity=False)
+    checksum = CRC32()
     sent = 0
     try:
         for chunk in chunks:
             conn.send(chunk)
-            md5.update(chunk)
+            checksum.update(chunk)
             sent += len(chunk)
         if sent != length:
             raise RebuildError(f"archive of {sent} bytes, expected {length}")
@@ -219,7 +250,7 @@ def push_fragment(node, part, policy_index, frag_index, metadata, timestamp, chu
         return None
     if resp.status != 201:
         raise RebuildError(f"{where(node)}: PUT answered {resp.status}: {body[:200]!r}")
-    etag = md5.hexdigest()
+    etag = checksum.hexdigest()
     commit = _fragment_headers(policy_index, frag_index, timestamp)
     commit[COMMIT_HEADER] = "true"
     commit[EC_ETAG_KEY] = metadata.get(EC_ETAG_KEY, "")

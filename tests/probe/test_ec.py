@@ -105,3 +105,41 @@ def test_wiped_ec_device_is_reconstructed_and_reads_survive_two_nodes_down(clust
         headers, got = conn.get_object(CONTAINER, name)
         assert got == body, name
         assert int(headers["content-length"]) == len(body)
+
+
+def test_dented_fragment_is_quarantined_by_the_auditor_and_rebuilt(cluster, conn, account):
+    """A flipped byte in a fragment archive on disk: the auditor finds it against the
+    archive's CRC32 and quarantines it, and the reconstructor brings it back byte for
+    byte from the other fragments."""
+    policy = ec42_policy(cluster)
+    conn.put_container(CONTAINER, headers={"X-Storage-Policy": "ec42"})
+    body = os.urandom(2 * 1024 * 1024 + 4321)
+    conn.put_object(CONTAINER, "dented", body)
+    part, nodes = cluster.object_nodes(account, CONTAINER, "dented", policy.index)
+    device = nodes[1]["device"]
+
+    def archive_path():
+        return cluster.data_file(device, part, account, CONTAINER, "dented", policy.index)
+
+    path = archive_path()
+    good_metadata, good_bytes = cluster.read_object_file(path)
+    assert good_metadata["ETag"].startswith("crc32:")
+    with open(path, "r+b") as fp:
+        fp.seek(len(good_bytes) // 2)
+        byte = fp.read(1)
+        fp.seek(-1, os.SEEK_CUR)
+        fp.write(bytes([byte[0] ^ 0x01]))
+
+    out = cluster.agent_once("object-auditor", devices=[device])
+    assert "quarantined=1" in out, out
+    assert archive_path() is None
+    for _attempt in range(MAX_PASSES):
+        cluster.agent_once("object-reconstructor")
+        if archive_path() is not None:
+            break
+    restored = archive_path()
+    assert restored is not None, "the fragment was not rebuilt"
+    assert os.path.basename(restored) == os.path.basename(path)
+    metadata, restored_bytes = cluster.read_object_file(restored)
+    assert restored_bytes == good_bytes and metadata["ETag"] == good_metadata["ETag"]
+    assert conn.get_object(CONTAINER, "dented")[1] == body

@@ -3,9 +3,11 @@ what cleanup keeps, committing, and the EC suffix hashes."""
 
 import os
 import time
+import zlib
 
 import pytest
 
+from common.crc32 import CRC32
 from common.hashing import HashSecrets
 from common.timestamp import Timestamp
 from object_server import layout
@@ -120,9 +122,14 @@ def test_commit_renames_and_merges_the_footer(manager, dev_path):
 
 
 def df_etag(data):
-    import hashlib
+    """What the proxy sends as an archive's checksum: its CRC32 (common.crc32)."""
+    return CRC32(data).hexdigest()
 
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+def test_an_archives_etag_is_its_crc32_not_its_md5(manager, dev_path):
+    df = write_fragment(manager, dev_path, ts(0), 5, b"bytes", durable=True)
+    with df.open():
+        assert df.get_metadata()["ETag"] == df_etag(b"bytes") == f"crc32:{zlib.crc32(b'bytes'):08x}"
 
 
 def test_commit_refuses_a_missing_or_mismatched_archive(manager, dev_path):

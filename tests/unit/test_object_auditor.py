@@ -12,10 +12,12 @@ from common.timestamp import Timestamp
 from object_server import layout
 from object_server.auditor import ObjectAuditor, RateLimiter
 from object_server.diskfile import DiskFileManager
+from object_server.ec_diskfile import ECDiskFileManager
 from object_server.metadata import XATTR_NAME
 
 SECRETS = HashSecrets("pre", "suf")
 PART = 3
+T0 = time.time()
 
 
 @pytest.fixture
@@ -155,3 +157,100 @@ def test_files_per_second_slows_a_pass(node, dev, mgr):
     started = time.monotonic()
     ObjectAuditor({**node, "files_per_second": "50"}).run_once()
     assert time.monotonic() - started >= 5 / 50 * 0.9
+
+
+# -- erasure-coded fragment archives -----------------------------------------------------
+
+EC_POLICY = 1
+EC_CONF = """[hash]
+prefix = pre
+suffix = suf
+
+[policy:0]
+name = gold
+default = yes
+
+[policy:1]
+name = ec42
+type = erasure_coding
+ec_type = isa_l_rs_vand
+ec_num_data_fragments = 4
+ec_num_parity_fragments = 2
+ec_object_segment_size = 4096
+"""
+
+
+@pytest.fixture
+def ec_node(node, tmp_path):
+    conf_path = tmp_path / "haneul-ec.conf"
+    conf_path.write_text(EC_CONF)
+    return {**node, "haneul_conf": str(conf_path)}
+
+
+def put_archive(dev, name, frag_index, body, etag=None, durable=True):
+    """A fragment archive as the object server stores it (its ETag: the writer's CRC32,
+    or ``etag``, e.g. an MD5 as archives had before CRC32s)."""
+    df = ECDiskFileManager(SECRETS).get_diskfile(dev, PART, "a", "c", name, EC_POLICY)
+    with df.create() as writer:
+        writer.write(body)
+        metadata = {
+            "name": df.name,
+            "X-Timestamp": Timestamp(T0).internal,
+            "Content-Length": str(len(body)),
+            "ETag": etag or writer.etag,
+        }
+        writer.put(metadata, frag_index=frag_index, durable=durable)
+    return df
+
+
+def flip_byte(path, offset=0):
+    with open(path, "r+b") as fp:
+        fp.seek(offset)
+        byte = fp.read(1)
+        fp.seek(offset)
+        fp.write(bytes([byte[0] ^ 0x01]))
+
+
+def archive_file(df, frag_index):
+    return os.path.join(df.datadir, f"{Timestamp(T0).internal}#{frag_index}#d.data")
+
+
+def test_fragment_archives_are_checked_against_their_crc32(ec_node, dev):
+    clean = put_archive(dev, "clean", 2, b"fragment two " * 100)
+    flipped = put_archive(dev, "flipped", 3, b"fragment three " * 100)
+    flip_byte(archive_file(flipped, 3), 700)
+    in_flight = put_archive(dev, "in-flight", 4, b"not committed", durable=False)
+    flip_byte(in_flight.datadir + "/" + os.listdir(in_flight.datadir)[0])
+
+    stats = ObjectAuditor(ec_node).run_once()
+    assert stats["objects_checked"] == 2 and stats["quarantined"] == 1
+    assert stats["bytes"] == 2 * 1300 + 200
+    moved = os.path.join(dev, "quarantined", "objects-1", flipped.hash)
+    assert os.listdir(moved) == [os.path.basename(archive_file(flipped, 3))]
+    assert os.path.exists(archive_file(clean, 2))
+    assert os.path.isdir(in_flight.datadir)  # only committed archives are audited
+    assert layout.suffix_of(flipped.hash) in invalid_suffixes(dev, EC_POLICY)
+
+
+def test_every_archive_a_handoff_holds_is_checked(ec_node, dev):
+    for frag_index in (0, 1, 5):
+        df = put_archive(dev, "o", frag_index, b"archive %d " % frag_index * 50)
+    flip_byte(archive_file(df, 5), 10)
+
+    stats = ObjectAuditor(ec_node).run_once()
+    assert stats["objects_checked"] == 3 and stats["quarantined"] == 1
+    assert not os.path.exists(df.datadir)  # the hash dir goes as a whole, as for replicas
+
+
+def test_archives_written_with_an_md5_are_still_checked(ec_node, dev):
+    body = b"an archive from before CRC32s"
+    old = put_archive(dev, "old", 1, body, etag=hashlib.md5(body).hexdigest())
+    bad = put_archive(dev, "old-bad", 1, body, etag=hashlib.md5(body).hexdigest())
+    flip_byte(archive_file(bad, 1))
+    odd = put_archive(dev, "odd", 1, body, etag="sha1:whatever")
+
+    stats = ObjectAuditor(ec_node).run_once()
+    assert stats["objects_checked"] == 3 and stats["quarantined"] == 2
+    quarantined = set(os.listdir(os.path.join(dev, "quarantined", "objects-1")))
+    assert quarantined == {bad.hash, odd.hash}
+    assert os.path.exists(archive_file(old, 1))

@@ -1,7 +1,6 @@
 """The object server's erasure-coded path in-process (webob), on real files in tmp_path:
 the two-phase write, what GET/HEAD serve, and REPLICATE hashes across fragment indexes."""
 
-import hashlib
 import os
 
 import msgpack
@@ -9,6 +8,7 @@ import pytest
 from helpers import Clock
 from webob import Request
 
+from common.crc32 import CRC32
 from common.hashing import HashSecrets, hash_path
 from common.policies import ReplicationPolicy, StoragePolicies, policy_from_section
 from object_server import layout
@@ -37,8 +37,9 @@ def ec_policies(segment_size=4096):
     return StoragePolicies([ReplicationPolicy(0, "gold", is_default=True), ec])
 
 
-def md5(data):
-    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+def crc(data):
+    """An archive's checksum, as the proxy sends it and the node stores it."""
+    return CRC32(data).hexdigest()
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ def test_phase_one_stores_a_fragment_that_is_not_served(app, clock, tmp_path):
     ts = clock()
     resp = put_fragment(app, ts, 2, archive)
     assert resp.status_int == 201
-    assert resp.headers["ETag"] == f'"{md5(archive)}"'
+    assert resp.headers["ETag"] == f'"{crc(archive)}"'
     assert hash_dir_files(tmp_path / "node") == [f"{ts}#2.data"]
     assert call(app, "GET").status_int == 404
     assert call(app, "HEAD").status_int == 404
@@ -113,7 +114,7 @@ def test_commit_makes_the_fragment_durable_and_served(app, clock, tmp_path):
     archive = os.urandom(3000)
     ts = clock()
     put_fragment(app, ts, 2, archive)
-    resp = commit(app, ts, 2, md5(archive), size=11000, etag="a" * 32)
+    resp = commit(app, ts, 2, crc(archive), size=11000, etag="a" * 32)
     assert resp.status_int == 201
     assert hash_dir_files(tmp_path / "node") == [f"{ts}#2#d.data"]
 
@@ -121,12 +122,12 @@ def test_commit_makes_the_fragment_durable_and_served(app, clock, tmp_path):
     assert resp.status_int == 200
     assert resp.body == archive
     assert resp.headers["Content-Length"] == "3000"
-    assert resp.headers["ETag"] == f'"{md5(archive)}"'
+    assert resp.headers["ETag"] == f'"{crc(archive)}"'
     assert resp.headers["X-Backend-Ec-Frag-Index"] == "2"
     assert resp.headers["X-Object-Sysmeta-Ec-Etag"] == "a" * 32
     assert resp.headers["X-Object-Sysmeta-Ec-Content-Length"] == "11000"
     assert resp.headers["X-Object-Sysmeta-Ec-Segment-Size"] == "4096"
-    assert resp.headers["X-Object-Sysmeta-Ec-Frag-Archive-Etag"] == md5(archive)
+    assert resp.headers["X-Object-Sysmeta-Ec-Frag-Archive-Etag"] == crc(archive)
     assert resp.headers["X-Object-Meta-Color"] == "blue"
     assert resp.headers["Content-Type"] == "text/plain"
     assert resp.headers["X-Timestamp"] == ts
@@ -158,7 +159,7 @@ def test_commit_sends_the_container_the_whole_object(app, clock, tmp_path):
     pending_dir = layout.async_pending_dir(str(tmp_path / "node" / "sda1"), int(EC))
     assert not os.path.exists(pending_dir)  # phase 1 updates no container
 
-    resp = commit(app, ts, 0, md5(archive), size=1234, etag="b" * 32, **container)
+    resp = commit(app, ts, 0, crc(archive), size=1234, etag="b" * 32, **container)
     assert resp.status_int == 201
     (suffix,) = os.listdir(pending_dir)
     (name,) = os.listdir(os.path.join(pending_dir, suffix))
@@ -177,30 +178,30 @@ def test_missing_or_bad_fragment_index_is_400(app, clock):
     assert put_fragment(app, ts, 6, b"x").status_int == 400  # k + m = 6
     resp = put_fragment(app, ts, 0, b"x", **{"X-Backend-Ec-Frag-Index": "one"})
     assert resp.status_int == 400
-    assert commit(app, ts, 9, md5(b"x")).status_int == 400
+    assert commit(app, ts, 9, crc(b"x")).status_int == 400
 
 
 def test_commit_without_the_fragment_is_404(app, clock):
     ts = clock()
-    assert commit(app, ts, 1, md5(b"x")).status_int == 404
+    assert commit(app, ts, 1, crc(b"x")).status_int == 404
     put_fragment(app, ts, 1, b"x")
-    assert commit(app, ts, 2, md5(b"x")).status_int == 404  # another index
-    assert commit(app, clock(), 1, md5(b"x")).status_int == 404  # another write
+    assert commit(app, ts, 2, crc(b"x")).status_int == 404  # another index
+    assert commit(app, clock(), 1, crc(b"x")).status_int == 404  # another write
 
 
 def test_commit_with_the_wrong_archive_etag_is_409_and_drops_it(app, clock, tmp_path):
     ts = clock()
     put_fragment(app, ts, 3, b"fragment bytes")
-    assert commit(app, ts, 3, md5(b"other bytes")).status_int == 409
+    assert commit(app, ts, 3, crc(b"other bytes")).status_int == 409
     assert hash_dir_files(tmp_path / "node") == []
-    assert commit(app, ts, 3, md5(b"fragment bytes")).status_int == 404
+    assert commit(app, ts, 3, crc(b"fragment bytes")).status_int == 404
 
 
 def test_commit_twice_is_harmless(app, clock, tmp_path):
     ts = clock()
     put_fragment(app, ts, 3, b"abc")
-    assert commit(app, ts, 3, md5(b"abc")).status_int == 201
-    assert commit(app, ts, 3, md5(b"abc")).status_int == 201
+    assert commit(app, ts, 3, crc(b"abc")).status_int == 201
+    assert commit(app, ts, 3, crc(b"abc")).status_int == 201
     assert hash_dir_files(tmp_path / "node") == [f"{ts}#3#d.data"]
 
 
@@ -210,7 +211,7 @@ def test_commit_keeps_big_metadata_in_a_rewritten_footer(app, clock):
     ts = clock()
     big = {f"X-Object-Meta-K{i}": "v" * 200 for i in range(INLINE_LIMIT // 200 + 2)}
     assert put_fragment(app, ts, 4, archive, **big).status_int == 201
-    assert commit(app, ts, 4, md5(archive), size=7000).status_int == 201
+    assert commit(app, ts, 4, crc(archive), size=7000).status_int == 201
     resp = call(app, "GET")
     assert resp.status_int == 200 and resp.body == archive
     assert resp.headers["X-Object-Meta-K0"] == "v" * 200
@@ -220,13 +221,13 @@ def test_commit_keeps_big_metadata_in_a_rewritten_footer(app, clock):
 def test_older_durable_is_served_while_a_newer_write_is_uncommitted(app, clock, tmp_path):
     old_ts, new_ts = clock(), clock()
     put_fragment(app, old_ts, 1, b"old archive")
-    commit(app, old_ts, 1, md5(b"old archive"))
+    commit(app, old_ts, 1, crc(b"old archive"))
     assert put_fragment(app, new_ts, 1, b"new archive").status_int == 201
     assert hash_dir_files(tmp_path / "node") == [f"{old_ts}#1#d.data", f"{new_ts}#1.data"]
     resp = call(app, "GET")
     assert resp.body == b"old archive" and resp.headers["X-Timestamp"] == old_ts
 
-    assert commit(app, new_ts, 1, md5(b"new archive")).status_int == 201
+    assert commit(app, new_ts, 1, crc(b"new archive")).status_int == 201
     assert call(app, "GET").body == b"new archive"
     assert hash_dir_files(tmp_path / "node") == [f"{new_ts}#1#d.data"]
 
@@ -234,14 +235,14 @@ def test_older_durable_is_served_while_a_newer_write_is_uncommitted(app, clock, 
 def test_phase_one_older_than_the_durable_is_409(app, clock):
     old_ts, new_ts = clock(), clock()
     put_fragment(app, new_ts, 1, b"new")
-    commit(app, new_ts, 1, md5(b"new"))
+    commit(app, new_ts, 1, crc(b"new"))
     assert put_fragment(app, old_ts, 1, b"old").status_int == 409
 
 
 def test_delete_and_post_on_an_ec_object(app, clock, tmp_path):
     ts = clock()
     put_fragment(app, ts, 0, b"abc")
-    commit(app, ts, 0, md5(b"abc"))
+    commit(app, ts, 0, crc(b"abc"))
     post_ts = clock()
     resp = call(app, "POST", headers={"X-Timestamp": post_ts, "X-Object-Meta-Color": "red"})
     assert resp.status_int == 202
@@ -261,7 +262,7 @@ def test_handoff_keeps_several_fragments_of_one_write(app, clock, tmp_path):
     ts = clock()
     for frag in (1, 4):
         put_fragment(app, ts, frag, b"frag %d" % frag)
-        assert commit(app, ts, frag, md5(b"frag %d" % frag)).status_int == 201
+        assert commit(app, ts, frag, crc(b"frag %d" % frag)).status_int == 201
     assert hash_dir_files(tmp_path / "node") == [f"{ts}#1#d.data", f"{ts}#4#d.data"]
     assert call(app, "GET").status_int == 200
 
@@ -281,7 +282,7 @@ def test_replicate_hashes_agree_across_fragment_indexes(tmp_path, clock):
         for app, frag in ((node1, 1), (node2, 2)):
             archive = b"%d" % frag + path.encode()
             put_fragment(app, ts, frag, archive, path=path)
-            assert commit(app, ts, frag, md5(archive), path=path).status_int == 201
+            assert commit(app, ts, frag, crc(archive), path=path).status_int == 201
     hashes1, hashes2 = replicate(node1), replicate(node2)
     assert hashes1.keys() == hashes2.keys()
     for suffix in hashes1:
@@ -298,7 +299,7 @@ def test_replicate_hashes_agree_across_fragment_indexes(tmp_path, clock):
     )
     ts = clock()
     put_fragment(node1, ts, 1, b"lone2", path=lone)
-    commit(node1, ts, 1, md5(b"lone2"), path=lone)
+    commit(node1, ts, 1, crc(b"lone2"), path=lone)
     assert suffix_view(replicate(node1)[lone_suffix], 1) != suffix_view(
         replicate(node2).get(lone_suffix), 2
     )

@@ -12,9 +12,11 @@ import pytest
 from helpers import LoopbackCluster, Node
 
 from common import daemon
+from common.crc32 import CRC32
 from common.policies import load_policies
 from common.timestamp import Timestamp
 from object_server import layout
+from object_server.auditor import ObjectAuditor
 from object_server.ec_diskfile import ec_driver
 from object_server.reconstructor import ObjectReconstructor
 from object_server.reconstructor_fragments import FragmentSource, next_fragment
@@ -138,7 +140,7 @@ class ECCluster(LoopbackCluster):
                 "X-Backend-Ec-Commit": "true",
                 "X-Object-Sysmeta-Ec-Etag": md5(body),
                 "X-Object-Sysmeta-Ec-Content-Length": str(len(body)),
-                "X-Object-Sysmeta-Ec-Frag-Archive-Etag": md5(archives[index]),
+                "X-Object-Sysmeta-Ec-Frag-Archive-Etag": CRC32(archives[index]).hexdigest(),
             }
             resp = node.call("POST", self.path(node, name), footer)
             assert resp.status_int == 201, resp.body
@@ -317,3 +319,58 @@ def test_agent_builds_the_reconstructor_from_storage_conf(cluster):
         stats
     )
     assert "object-reconstructor" in daemon.DAEMON_NAMES
+
+
+def archive_path(node, name):
+    """The durable archive file of ``name`` on a node."""
+    (path,) = [f for f in node.ec_files() if f.endswith("#d.data")]
+    return os.path.join(node.dev_path, path)
+
+
+def dent(path, offset=200):
+    """Flip one byte of an archive's payload (past the first fragment's header)."""
+    with open(path, "r+b") as fp:
+        fp.seek(offset)
+        byte = fp.read(1)
+        fp.seek(offset)
+        fp.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_damaged_archive_is_not_rebuilt_from_until_the_auditor_takes_it(cluster):
+    """A rebuild reads a source's bytes against its CRC32: a dented archive, local or
+    remote, fails the rebuild before anything is committed. Once the auditor has
+    quarantined it, both fragments come back byte for byte."""
+    body = os.urandom(3 * SEGMENT + 100)
+    _, primaries, _ = cluster.placement("dented")
+    archives = cluster.put("dented", body, 900)
+    shutil.rmtree(os.path.join(primaries[1].dev_path, "objects-1"))  # fragment 1 lost
+    dent(archive_path(primaries[0], "dented"))
+
+    # Primary 0 rebuilds for its right partner from its own (dented) archive...
+    stats = cluster.reconstruct(primaries[0])
+    assert stats["fragments_rebuilt"] == 0 and stats["errors"] >= 1
+    # ...and primary 2 for its left one with primary 0's as the first remote source.
+    stats = cluster.reconstruct(primaries[2])
+    assert stats["fragments_rebuilt"] == 0 and stats["errors"] >= 1
+    assert cluster.get(primaries[1], "dented").status_int == 404  # nothing committed
+
+    stats = ObjectAuditor(cluster.conf(primaries[0])).run_once()
+    assert stats["quarantined"] == 1
+    assert cluster.get(primaries[0], "dented").status_int == 404
+    cluster.reconstruct_all(passes=2)
+    for index in (0, 1):
+        resp = cluster.get(primaries[index], "dented")
+        assert resp.status_int == 200 and resp.body == archives[index]
+
+
+def test_a_damaged_handoff_archive_is_kept_not_reverted(cluster):
+    body = os.urandom(2 * SEGMENT)
+    _, primaries, handoffs = cluster.placement("bruised")
+    handoff = handoffs[0]
+    cluster.put("bruised", body, 950, {**dict(enumerate(primaries)), 3: handoff})
+    dent(archive_path(handoff, "bruised"))
+
+    stats = cluster.reconstruct(handoff)
+    assert stats["fragments_reverted"] == 0 and stats["errors"] == 1
+    assert stats["handoffs_removed"] == 0 and handoff.ec_files()
+    assert cluster.get(primaries[3], "bruised").status_int == 404
