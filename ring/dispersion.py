@@ -20,8 +20,8 @@ def violation(devs, checks, dead, floors=()):
 
     Returns ``("dead", None, dev)`` for a replica on a device that may hold none,
     ``("over", tier_of, tier)`` for the highest tier holding more replicas than its cap,
-    and, only if ``floors`` (pairs ``(tier_of, {tier: floor})``) are given, ``("short",
-    tier_of, tier)`` for a tier holding fewer than its floor.
+    and, only if ``floors`` (from :func:`build_floors`) are given, ``("short", tier_of,
+    tier)`` for a tier holding fewer than its floor.
     """
     for dev in devs:
         if dead[dev]:
@@ -36,7 +36,7 @@ def violation(devs, checks, dead, floors=()):
         for tier in distinct:
             if ids.count(tier) > caps[tier]:
                 return "over", tier_of, tier
-    for tier_of, level_floors in floors:
+    for tier_of, level_floors, _ in floors:
         ids = [tier_of[d] for d in devs]
         for tier, floor in level_floors.items():
             if ids.count(tier) < floor:
@@ -60,25 +60,44 @@ def fits(devs, dev, checks):
 
 
 def build_floors(topo, count):
-    """The ``(tier_of, {tier: floor})`` pairs of the levels where floors bind."""
-    return [
-        (topo.tier_of[level], floors) for level, floors in enumerate(topo.floors(count)) if floors
-    ]
+    """``(tier_of, {tier: floor}, up)`` for each level where floors bind, top first;
+    ``up[tier]`` is the tier's ancestor at the binding level above (None at the top)."""
+    found = []
+    above = None
+    for level, floors in enumerate(topo.floors(count)):
+        if not floors:
+            continue
+        tier_of = topo.tier_of[level]
+        up = None
+        if above is not None:
+            up = {tier_of[d]: above[d] for d in range(len(tier_of)) if tier_of[d] >= 0}
+        found.append((tier_of, floors, up))
+        above = tier_of
+    return found
 
 
 def shortfall(devs, floors):
-    """Replicas a partition on ``devs`` still needs to meet its floors (the most at any
-    one level: a replica counts once per level)."""
-    worst = 0
-    for tier_of, level_floors in floors:
-        held = {}
-        for dev in devs:
-            tier = tier_of[dev]
-            if tier in level_floors:
-                held[tier] = held.get(tier, 0) + 1
-        need = sum(max(0, floor - held.get(tier, 0)) for tier, floor in level_floors.items())
-        worst = max(worst, need)
-    return worst
+    """Replicas a partition on ``devs`` still needs to meet its floors (``floors`` from
+    :func:`build_floors`).
+
+    A tier needs its own deficit or what its children need together, whichever is
+    more (one replica counts in every tier above it, but two short children need two);
+    the partition needs what its top tiers need together.
+    """
+    carried = {}  # tier at the level being summed -> what its children need
+    for tier_of, level_floors, up in reversed(floors):
+        ids = [tier_of[d] for d in devs]
+        needs = carried
+        for tier, floor in level_floors.items():
+            need = floor - ids.count(tier)
+            if need > needs.get(tier, 0):
+                needs[tier] = need
+        if up is None:
+            return sum(needs.values())
+        carried = {}
+        for tier, need in needs.items():
+            carried[up[tier]] = carried.get(up[tier], 0) + need
+    return 0
 
 
 def live_tiers(topo, level):

@@ -227,28 +227,36 @@ class Placement:
     def gather_dispersion(self, forced):
         """Unassign replicas that put a tier over its cap or under its floor, or sit on
         a device that may hold none (where min_part_hours allows)."""
-        rows, dead = self.rows, self.dead
+        rows = self.rows
         for part in suspects(rows, self.parts, self.topo, self.topo.caps, with_floors=True):
             replica_rows = self.replica_rows(part)
             count = len(replica_rows)
             devs = [rows[r][part] for r in replica_rows]
             devs = [d for d in devs if d != UNASSIGNED]
-            floors = self.floors[count] if len(devs) == count else ()
-            if violation(devs, self.checks[count], dead, floors) is not None:
+            if self._broken(devs, count) is not None:
                 self._fix_part(part, count, forced)
+
+    def _broken(self, devs, count):
+        """The first rule a ``count``-replica partition now on ``devs`` breaks (see
+        :func:`ring.dispersion.violation`), or None. Floors count as broken once the
+        partition's empty slots are too few to make them up: one freed slot cannot
+        give two short tiers a replica each."""
+        floors = self.floors[count]
+        if floors and shortfall(devs, floors) <= count - len(devs):
+            floors = ()
+        return violation(devs, self.checks[count], self.dead, floors)
 
     def _fix_part(self, part, count, forced):
         """Unassign replicas of ``part`` until no rule is broken (or what would have to
-        move may not): off dead devices and over-full tiers; and, for a tier short of
-        its floor, one replica from a tier that can spare it (placing it again will
-        then have to fill the short tier)."""
+        move may not): off dead devices and over-full tiers; and, while tiers are short
+        of their floors, replicas from tiers that can spare them, until the empty slots
+        are enough to fill every short tier (placing them again will then have to)."""
         rows, fresh = self.rows, self.fresh
         while True:
             slots = [(r, rows[r][part]) for r in self.replica_rows(part)]
             slots = [(r, d) for r, d in slots if d != UNASSIGNED]
             devs = [d for _, d in slots]
-            floors = self.floors[count] if len(slots) == count else ()
-            found = violation(devs, self.checks[count], self.dead, floors)
+            found = self._broken(devs, count)
             if found is None:
                 return
             kind, tier_of, tier = found
@@ -257,14 +265,14 @@ class Placement:
             elif kind == "over":
                 candidates = [(r, d) for r, d in slots if tier_of[d] == tier]
             else:
-                level_floors = next(f for t, f in floors if t is tier_of)
-                held = {}
-                for d in devs:
-                    held[tier_of[d]] = held.get(tier_of[d], 0) + 1
+                # Any replica no floor depends on: freeing it leaves the need as it was
+                # and gives one more slot to meet it.
+                floors = self.floors[count]
+                need = shortfall(devs, floors)
                 candidates = [
                     (r, d)
                     for r, d in slots
-                    if tier_of[d] != tier and held[tier_of[d]] > level_floors.get(tier_of[d], 0)
+                    if shortfall([x for x in devs if x != d], floors) <= need
                 ]
             movable = [
                 (not fresh[r][part], self.delta[d], self.rng.random(), r)

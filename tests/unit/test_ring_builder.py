@@ -484,6 +484,40 @@ def test_more_replicas_than_zones_doubles_up_evenly():
     assert dispersion == 0.0
 
 
+def lopsided(part_power, servers, seed):
+    """A rebalanced 3-replica builder over equal devices on ``(region, zone, server)``."""
+    builder = RingBuilder(part_power, 3, 1)
+    for i, (region, zone, server) in enumerate(servers):
+        ip = f"10.{region}.{zone}.{server}"
+        builder.add_dev(new_dev(region=region, zone=zone, ip=ip, device=f"d{i}"))
+    builder.rebalance(seed=seed)
+    return builder
+
+
+def test_a_partition_short_in_two_tiers_gets_a_replica_in_each():
+    # Zones r2z2 and r2z4 have a third of the devices each, so every partition keeps a
+    # replica in both. One first placed outside both needs two replicas moved, not
+    # one; left short, its extra replica stays on devices then over their share.
+    servers = [(1, 1, 1), (2, 1, 1), *[(2, 2, 1)] * 3, (2, 3, 1), *[(2, 4, 1)] * 3]
+    builder = lopsided(7, servers, seed=1)
+    for devs in parts_of(builder):
+        zones = [servers[d][:2] for d in devs]
+        assert (2, 2) in zones and (2, 4) in zones
+    assert all(abs(n - 3 * 128 / 9) < 1 for n in counts(builder).values())
+
+
+def test_floors_of_nested_tiers_are_met_together():
+    # Region 1 keeps two replicas of every partition, one of them on server 10.1.1.1
+    # (three of its six devices). A partition with both region 1 replicas on other
+    # servers and none in region 2 is short one replica at each level, but needs two.
+    servers = [*[(1, 1, 1)] * 3, *[(1, 1, 2)] * 2, (1, 1, 3), (2, 1, 1), (2, 1, 2), (2, 1, 3)]
+    builder = lopsided(8, servers, seed=2)
+    for devs in parts_of(builder):
+        held = [servers[d] for d in devs]
+        assert held.count((1, 1, 1)) == 1
+        assert sum(1 for s in held if s[0] == 2) == 1
+
+
 # -- reports -----------------------------------------------------------------------------------
 
 

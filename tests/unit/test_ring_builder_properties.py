@@ -8,7 +8,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ring.builder import RingBuilder, row_shape
@@ -124,6 +124,17 @@ def test_with_room_to_overload_replicas_are_as_dispersed_as_the_topology_allows(
 
 @PROFILE
 @given(topologies(equal_weights=True))
+# Found by hypothesis: a partition placed outside both zones every partition must use
+# (r2z2, r2z4) had only one replica moved, and sat on over-full devices for good.
+@example(
+    Topology(
+        7,
+        3,
+        [(1, 1, 1, 100.0), (2, 1, 1, 100.0), *[(2, 2, 1, 100.0)] * 3, (2, 3, 1, 100.0)]
+        + [(2, 4, 1, 100.0)] * 3,
+        1,
+    )
+)
 def test_equal_weights_balance(topo):
     builder = topo.builder()
     _, balance, _ = builder.rebalance(seed=topo.seed)
