@@ -30,6 +30,7 @@ import socket
 from urllib.parse import quote
 
 from common import backend_pool
+from common.header_fields import HeaderFields, MalformedHeaders, read_header_fields, request_head
 
 CHUNK_END = b"0\r\n\r\n"
 # What counts as "the node did not answer": a refused/reset connection, a timeout, or a
@@ -75,6 +76,48 @@ class BackendResponse(http.client.HTTPResponse):
         if status[1] == http.client.CONTINUE:
             self.saw_continue = True
         return status
+
+    def begin(self):
+        """Read the status line (past any 100 Continue) and the header block.
+
+        As http.client's, but the headers are read by common.header_fields (a
+        HeaderFields in ``msg``/``headers``) rather than the email parser.
+        """
+        if self.headers is not None:
+            return
+        while True:
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            self._read_fields()  # a 100's own (empty) header block
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        self.headers = self.msg = self._read_fields()
+        encoding = self.headers.get("transfer-encoding")
+        self.chunked = bool(encoding) and encoding.lower() == "chunked"
+        if self.chunked:
+            self.chunk_left = None
+        self.will_close = self._check_close()
+        length = self.headers.get("content-length")
+        self.length = None
+        if length and not self.chunked and length.strip().isdigit():
+            self.length = int(length)
+        if status in (204, 304) or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True  # the body ends when the connection does
+
+    def _read_fields(self):
+        try:
+            return HeaderFields(read_header_fields(self.fp))
+        except MalformedHeaders as err:
+            raise http.client.HTTPException(f"bad answer headers: {err}") from None
 
     def _read_and_discard_trailer(self):
         super()._read_and_discard_trailer()
@@ -366,53 +409,32 @@ def _expects_continue(headers):
     )
 
 
-class _Connection(http.client.HTTPConnection):
-    """http.client's connection, but the head leaves together with the body.
-
-    Each write that reaches a peer costs a wake-up on both sides: a whole body goes in
-    the same write as the head, and a head whose body follows at once (``more``) is
-    sent with MSG_MORE, so the kernel holds it for the body's write.
-    """
-
-    more = False
-
-    def _send_output(self, message_body=None, encode_chunked=False):
-        if message_body is None and self.more:
-            self._buffer.extend((b"", b""))
-            message = b"\r\n".join(self._buffer)
-            del self._buffer[:]
-            self.sock.sendall(message, socket.MSG_MORE)
-            return
-        if isinstance(message_body, bytes) and not encode_chunked:
-            self._buffer.extend((b"", message_body))
-            message = b"\r\n".join(self._buffer)
-            del self._buffer[:]
-            self.send(message)
-            return
-        super()._send_output(message_body, encode_chunked)
-
-
 def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled, body=None, more=False):
     """An ``HTTPConnection`` with the request head (and ``body``, if given) sent, and
     whether its socket was pooled.
 
-    A pooled socket that fails while the head goes out is dropped for a new one.
+    The head goes in the same write as a whole ``body``; with ``more`` (the body follows
+    at once) it is sent with MSG_MORE, so the kernel holds it for the body's write. Each
+    write that reaches a peer costs a wake-up on both sides. A pooled socket that fails
+    while the head goes out is dropped for a new one.
     """
-    key = (node["ip"], int(node["port"]))
-    sock = backend_pool.POOL.take(key) if pooled else None
-    conn = _Connection(node["ip"], key[1], timeout=conn_timeout)
-    conn.more = more and not body
+    ip, port = node["ip"], int(node["port"])
+    host = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+    head = request_head(method, url, host, headers)
+    sock = backend_pool.POOL.take((ip, port)) if pooled else None
+    conn = http.client.HTTPConnection(ip, port, timeout=conn_timeout)
     try:
         if sock is not None:
             conn.sock = sock
         else:
             conn.connect()
         conn.sock.settimeout(node_timeout)
-        conn.putrequest(method, url, skip_accept_encoding=True)
-        for name, value in headers.items():
-            if value is not None:
-                conn.putheader(name, str(value))
-        conn.endheaders(body or None)
+        if body:
+            conn.sock.sendall(head + body)
+        elif more:
+            conn.sock.sendall(head, socket.MSG_MORE)
+        else:
+            conn.sock.sendall(head)
     except TimeoutError:
         conn.close()
         raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
@@ -435,7 +457,7 @@ def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled, body=N
 
 
 class BackendResult:
-    """A whole, small answer: status, reason, headers (an HTTPMessage) and body bytes."""
+    """A whole, small answer: status, reason, headers (HeaderFields) and body bytes."""
 
     __slots__ = ("node", "status", "reason", "headers", "body")
 

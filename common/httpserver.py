@@ -22,6 +22,7 @@ import time
 import warnings
 
 from common import concurrency
+from common.header_fields import HeaderFields, MalformedHeaders, read_header_fields
 from common.logs import RequestLog
 
 with warnings.catch_warnings():
@@ -143,73 +144,12 @@ def _whole_body(body, answer, environ):
             return
 
 
-class RequestHeaders:
-    """A request's header fields, read by ``_HttpProtocol`` without the email parser.
-
-    Offers what eventlet's protocol reads of its ``headers``: ``get`` (first value,
-    any case), ``_headers`` (the fields in order) and ``get_content_type``.
-    """
-
-    __slots__ = ("_headers", "_first")
-
-    def __init__(self, fields):
-        self._headers = fields
-        self._first = {}
-        for name, value in fields:
-            self._first.setdefault(name.lower(), value)
-
-    def get(self, name, default=None):
-        return self._first.get(name.lower(), default)
-
-    def __getitem__(self, name):
-        return self._first.get(name.lower())
-
-    def __contains__(self, name):
-        return name.lower() in self._first
-
-    def items(self):
-        return list(self._headers)
-
-    def get_content_type(self):
-        return self._first.get("content-type", "text/plain")
-
-
 class MalformedRequest(Exception):
-    """A request line or header block we refuse (answered 400, or 431 for too many)."""
+    """A request line we refuse (answered 400, or 505 for another HTTP version)."""
 
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
-
-
-MAX_HEADER_FIELDS = 100
-
-
-def read_header_fields(rfile):
-    """The ``(name, value)`` fields of a header block, up to its blank line.
-
-    Values are latin-1 strings without surrounding blanks; an obsolete folded line
-    continues the previous value. eventlet's reader (``rfile``) enforces the line and
-    total size limits.
-    """
-    fields = []
-    while True:
-        line = rfile.readline()
-        if line in (b"\r\n", b"\n", b""):
-            return fields
-        text = line.decode("latin-1")
-        if text[0] in " \t":
-            if not fields:
-                raise MalformedRequest(400, "header block starts with a continuation line")
-            name, value = fields[-1]
-            fields[-1] = (name, f"{value} {text.strip()}")
-            continue
-        name, colon, value = text.partition(":")
-        if not colon or not name or name != name.strip():
-            raise MalformedRequest(400, f"bad header line {text[:60]!r}")
-        if len(fields) >= MAX_HEADER_FIELDS:
-            raise MalformedRequest(431, f"more than {MAX_HEADER_FIELDS} header fields")
-        fields.append((name, value.strip(" \t\r\n")))
 
 
 def parse_request_line(line):
@@ -250,8 +190,8 @@ class _HttpProtocol(eventlet.wsgi.HttpProtocol):
         self.requestline = self.raw_requestline.decode("latin-1").rstrip("\r\n")
         try:
             method, target, version = parse_request_line(self.raw_requestline)
-            self.headers = RequestHeaders(read_header_fields(self.rfile))
-        except MalformedRequest as err:
+            self.headers = HeaderFields(read_header_fields(self.rfile))
+        except (MalformedRequest, MalformedHeaders) as err:
             self.send_error(err.status, str(err))
             return False
         self.command = method

@@ -9,7 +9,7 @@ import socket
 import pytest
 from webob import Request, Response
 
-from common import concurrency, httpserver
+from common import concurrency, header_fields, httpserver
 from common.config import ConfigError
 from common.httpserver import AcceptBalance, GuardedInput, ServedApp
 from common.logs import RequestLog, parse_level, setup_logging
@@ -403,18 +403,21 @@ def test_pile_first_and_timeouts():
 
 def test_read_header_fields_splits_strips_and_joins_folded_lines():
     block = io.BytesIO(b"Host: a\r\nX-Meta:  spaced value \r\n\tmore\r\nEmpty:\r\n\r\nbody")
-    fields = httpserver.read_header_fields(block)
+    fields = header_fields.read_header_fields(block)
     assert fields == [("Host", "a"), ("X-Meta", "spaced value more"), ("Empty", "")]
     assert block.read() == b"body"  # stops at the blank line
-    headers = httpserver.RequestHeaders(fields)
+    headers = header_fields.HeaderFields(fields)
     assert headers.get("x-meta") == "spaced value more"
     assert headers.get("missing", "d") == "d"
     assert headers.get_content_type() == "text/plain"
 
 
 def test_request_headers_get_returns_the_first_of_repeated_fields():
-    headers = httpserver.RequestHeaders([("X-A", "1"), ("x-a", "2")])
+    headers = header_fields.HeaderFields([("X-A", "1"), ("x-a", "2")])
     assert headers.get("X-A") == "1"
+    assert headers.get_all("x-A") == ["1", "2"]
+    assert headers.get_all("missing") is None
+    assert headers.keys() == ["X-A", "x-a"] and len(headers) == 2
     assert headers._headers == [("X-A", "1"), ("x-a", "2")]
 
 
@@ -435,3 +438,33 @@ def test_parse_request_line(line, expected):
 def test_parse_request_line_refuses_what_is_not_http_1(line):
     with pytest.raises(httpserver.MalformedRequest):
         httpserver.parse_request_line(line)
+
+
+@pytest.mark.parametrize(
+    "block, status",
+    [
+        (b"no colon\r\n\r\n", 400),
+        (b"Bad Name: x\r\n\r\n", 400),
+        (b" folded: first\r\n\r\n", 400),
+        (b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n", 431),
+        (b"X-Long: " + b"v" * 70000 + b"\r\n\r\n", 431),
+    ],
+)
+def test_read_header_fields_refuses_blocks_that_are_not_http(block, status):
+    with pytest.raises(header_fields.MalformedHeaders) as caught:
+        header_fields.read_header_fields(io.BytesIO(block))
+    assert caught.value.status == status
+
+
+def test_request_head_formats_and_refuses_what_cannot_be_sent():
+    head = header_fields.request_head(
+        "PUT", "/d1/3/a/c/o%20x", "127.0.0.1:6200", {"X-A": "1", "X-Skip": None, "N": 5}
+    )
+    assert head == (
+        b"PUT /d1/3/a/c/o%20x HTTP/1.1\r\nHost: 127.0.0.1:6200\r\nX-A: 1\r\nN: 5\r\n\r\n"
+    )
+    for bad in ({"X-A": "one\r\nX-Injected: 1"}, {"Bad Name": "v"}, {"X-A": "nul\x00"}):
+        with pytest.raises(ValueError):
+            header_fields.request_head("GET", "/", "h:1", bad)
+    with pytest.raises(ValueError):
+        header_fields.request_head("GET", "/a b", "h:1", {})
