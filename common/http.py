@@ -95,6 +95,23 @@ SUBREQUEST_ENVIRON_KEYS = (
 )
 
 
+def header_items(environ):
+    """A WSGI request's headers as ``(Name, value)`` pairs, named as webob names them.
+
+    One pass over the environ: ``req.headers.items()`` translates every environ key once
+    per header it yields, which shows on every request of every server.
+    """
+    items = []
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            items.append((key[5:].replace("_", "-").title(), value))
+        elif key == "CONTENT_TYPE":
+            items.append(("Content-Type", value))
+        elif key == "CONTENT_LENGTH":
+            items.append(("Content-Length", value))
+    return items
+
+
 def backend_timestamp_headers(timestamp):
     """``X-Backend-Timestamp`` of what a storage node holds (none if it holds nothing)."""
     return {"X-Backend-Timestamp": timestamp.internal} if timestamp is not None else {}

@@ -33,6 +33,7 @@ from common.http import (
     HTTPError,
     WSGIApp,
     backend_timestamp_headers,
+    header_items,
     request_path,
     request_timestamp,
     split_path,
@@ -206,7 +207,7 @@ class ObjectApp(WSGIApp):
     def _metadata_headers(self, req):
         """User metadata, sysmeta and allowed headers of a PUT/POST, decoded and checked."""
         found = {}
-        for key, value in req.headers.items():
+        for key, value in header_items(req.environ):
             lower = key.lower()
             if lower.startswith(USER_PREFIXES) or lower in self.allowed_headers:
                 found[canonical_header(key)] = header_str(value, key)

@@ -13,7 +13,7 @@ from webob import Response
 from common import backend
 from common.backend import BackendError, backend_path
 from common.concurrency import Pile
-from common.http import HTTPError, status_line
+from common.http import HTTPError, header_items, status_line
 from common.timestamp import Timestamp
 from proxy.controllers.info import (
     account_key,
@@ -75,7 +75,7 @@ def forwarded_headers(req):
     """The client's headers that go on to the storage nodes (WSGI strings, as given)."""
     return {
         key: value
-        for key, value in req.headers.items()
+        for key, value in header_items(req.environ)
         if key.lower() not in NOT_FORWARDED and not key.lower().startswith("x-backend-")
     }
 

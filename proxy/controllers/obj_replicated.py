@@ -20,7 +20,7 @@ from common.concurrency import Pile
 from common.config import config_true
 from common.constraints import check_metadata
 from common.expiring import delete_at_headers
-from common.http import HTTPError, request_timestamp
+from common.http import HTTPError, header_items, request_timestamp
 from common.timestamp import Timestamp
 from proxy.controllers.base import Controller, plain_response
 from proxy.controllers.nodes import NodeIter
@@ -142,7 +142,7 @@ class ObjectController(Controller):
         length, _chunked = request_content_length(req)
         if length is not None and length > self.app.max_object_size:
             raise HTTPError(413, f"object larger than {self.app.max_object_size} bytes")
-        check_metadata(req.headers, "object")
+        check_metadata(dict(header_items(req.environ)), "object")
         check_if_none_match(req.headers)
         expires = delete_at(req.headers)
         try:
@@ -303,7 +303,7 @@ class ObjectController(Controller):
             raise HTTPError(400, "copy requests require a zero byte body")
         src_container, src_obj = split_copy_path(req.headers["X-Copy-From"], "X-Copy-From")
         src_account = copy_account(req.headers.get("X-Copy-From-Account"), self.account)
-        check_metadata(req.headers, "object")
+        check_metadata(dict(header_items(req.environ)), "object")
         check_if_none_match(req.headers)
         try:
             _info, policy, ring = self._container_and_ring("write_acl")
@@ -399,7 +399,7 @@ class ObjectController(Controller):
 
     def POST(self):
         req = self.req
-        check_metadata(req.headers, "object")
+        check_metadata(dict(header_items(req.environ)), "object")
         expires = delete_at(req.headers)
         if self.app.object_post_as_copy:
             return self._post_as_copy()

@@ -119,3 +119,16 @@ def test_wsgi_app_maps_errors_and_sets_trans_id():
     assert resp.headers["X-Trans-Id"] == "tx123"
     resp = Request.blank("/", method="PATCH").get_response(app)
     assert resp.status_int == 405 and "GET" in resp.headers["Allow"]
+
+
+def test_header_items_names_headers_as_webob_does():
+    from webob import Request
+
+    from common.http import header_items
+
+    req = Request.blank(
+        "/v1/a/c/o",
+        headers={"X-Object-Meta-Color": "blue", "content-type": "text/x", "X-Under_Score": "1"},
+        environ={"CONTENT_LENGTH": "3", "SERVER_NAME": "h", "wsgi.url_scheme": "http"},
+    )
+    assert sorted(header_items(req.environ)) == sorted(req.headers.items())
