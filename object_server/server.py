@@ -47,6 +47,7 @@ from object_server.container_update import (
     update_container,
 )
 from object_server.diskfile import (
+    DEFAULT_KEEP_CACHE_SIZE,
     DEFAULT_RECLAIM_AGE,
     DiskFileCollision,
     DiskFileExpired,
@@ -150,6 +151,9 @@ class ObjectApp(WSGIApp):
             disk_chunk_size=self.disk_chunk_size,
             reclaim_age=self.reclaim_age,
             logger=self.logger,
+            keep_cache_size=config_int(
+                conf.get("keep_cache_size", DEFAULT_KEEP_CACHE_SIZE), "keep_cache_size", 0
+            ),
         )
         self.ec_diskfiles = ECDiskFileManager(
             hash_secrets,

@@ -326,3 +326,22 @@ def test_read_metadata_rejects_garbage(tmp_path):
             read_metadata(fd)
     finally:
         os.close(fd)
+
+
+def test_objects_above_keep_cache_size_leave_the_page_cache(dev, monkeypatch):
+    advised = []
+    real_fadvise = os.posix_fadvise
+
+    def spy(fd, offset, length, advice):
+        advised.append(advice)
+        return real_fadvise(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    mgr = DiskFileManager(SECRETS, keep_cache_size=100)
+    put(mgr.get_diskfile(dev, 0, "a", "c", "small"), b"s" * 100, ts(10))
+    assert advised == []
+    big = os.urandom(1000)
+    put(mgr.get_diskfile(dev, 0, "a", "c", "big"), big, ts(10))
+    assert advised == [os.POSIX_FADV_DONTNEED]
+    with mgr.get_diskfile(dev, 0, "a", "c", "big").open() as opened:
+        assert b"".join(opened.reader()) == big
