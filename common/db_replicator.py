@@ -51,7 +51,7 @@ from common.db import POOL, DatabaseCorrupt, DatabaseError, db_file_path, device
 from common.devices import check_partition, device_path
 from common.fileops import fsync_dir, makedirs
 from common.hashing import hash_path
-from common.http import HTTPError, request_path, split_path
+from common.http import HTTPError, iter_request_body, request_path, split_path
 from common.timestamp import Timestamp
 
 MAX_RPC_BODY = 64 * 1024 * 1024
@@ -262,18 +262,9 @@ def _receive_file(app, req, broker, dev_path, name_hash):
 
 
 def _write_body(req, path, length):
-    stream = req.environ["wsgi.input"]
-    remaining = length
     with open(path, "wb") as fp:
-        while remaining > 0:
-            try:
-                chunk = stream.read(min(CHUNK, remaining))
-            except OSError as err:
-                raise HTTPError(499, f"sender went away: {err}") from None
-            if not chunk:
-                raise HTTPError(499, "sender went away before the whole database")
+        for chunk in iter_request_body(req.environ["wsgi.input"], length, CHUNK):
             fp.write(chunk)
-            remaining -= len(chunk)
         fp.flush()
         os.fsync(fp.fileno())
 

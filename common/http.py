@@ -112,6 +112,25 @@ def header_items(environ):
     return items
 
 
+def iter_request_body(stream, length, chunk_size=65536):
+    """Yield the ``length`` bytes of a request body in chunks of at most ``chunk_size``.
+
+    HTTPError 408 if the sender times out, 499 if it goes away before the last byte.
+    """
+    remaining = length
+    while remaining > 0:
+        try:
+            chunk = stream.read(min(chunk_size, remaining))
+        except TimeoutError:
+            raise HTTPError(408, "timed out reading the request body") from None
+        except OSError as err:
+            raise HTTPError(499, f"sender went away: {err}") from None
+        if not chunk:
+            raise HTTPError(499, "sender went away before the whole body")
+        remaining -= len(chunk)
+        yield chunk
+
+
 def backend_timestamp_headers(timestamp):
     """``X-Backend-Timestamp`` of what a storage node holds (none if it holds nothing)."""
     return {"X-Backend-Timestamp": timestamp.internal} if timestamp is not None else {}

@@ -29,7 +29,7 @@ from common.db_app import (
     no_content,
     not_found,
 )
-from common.http import HTTPError, request_path, request_timestamp, split_path
+from common.http import HTTPError, iter_request_body, request_path, request_timestamp, split_path
 from common.listing import (
     Subdir,
     listing_format,
@@ -352,7 +352,7 @@ def read_update_body(req):
         raise HTTPError(411, "UPDATE needs a Content-Length")
     if length > MAX_UPDATE_BODY:
         raise HTTPError(400, f"UPDATE body is larger than {MAX_UPDATE_BODY} bytes")
-    body = _read_exactly(req.environ["wsgi.input"], length)
+    body = b"".join(iter_request_body(req.environ["wsgi.input"], length))
     try:
         items = msgpack.unpackb(body, raw=False)
     except (ValueError, msgpack.UnpackException) as err:
@@ -364,23 +364,6 @@ def read_update_body(req):
     if len(items) > MAX_UPDATE_ROWS:
         raise HTTPError(400, f"UPDATE body has more than {MAX_UPDATE_ROWS} rows")
     return items
-
-
-def _read_exactly(stream, length):
-    chunks = []
-    remaining = length
-    while remaining > 0:
-        try:
-            chunk = stream.read(remaining)
-        except TimeoutError:
-            raise HTTPError(408, "timed out reading the request body") from None
-        except OSError as err:
-            raise HTTPError(499, f"sender went away: {err}") from None
-        if not chunk:
-            raise HTTPError(499, "sender went away before the whole body")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
 
 
 def batch_row(number, item):
