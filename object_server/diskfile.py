@@ -48,6 +48,7 @@ DEFAULT_CHUNK_SIZE = 65536
 DEFAULT_RECLAIM_AGE = 7 * 24 * 3600
 # Objects larger than this leave the page cache once written (keep_cache_size).
 DEFAULT_KEEP_CACHE_SIZE = 4 * 1024 * 1024
+FALLOCATE_FROM = 65536  # bytes: smaller bodies are written without reserving space first
 OPEN_ATTEMPTS = 3
 # Keys of a .data file's metadata that a POST's .meta does not replace.
 # Kept from the .data when a POST replaces the metadata (a manifest stays a manifest).
@@ -483,9 +484,14 @@ class DiskFileWriter:
     def open(self):
         tmp = layout.tmp_dir(self.diskfile.dev_path)
         try:
-            makedirs(tmp)
-            self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp, prefix=".haneul-")
-            if self.size:
+            try:
+                self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp, prefix=".haneul-")
+            except FileNotFoundError:  # a new device (or its tmp was removed)
+                makedirs(tmp)
+                self.fd, self.tmp_path = tempfile.mkstemp(dir=tmp, prefix=".haneul-")
+            # Reserving space up front pays for big bodies (less fragmentation, ENOSPC
+            # before the upload); for a few KiB it is one more syscall for nothing.
+            if self.size and self.size >= FALLOCATE_FROM:
                 os.posix_fallocate(self.fd, 0, self.size)
                 self._fallocated = True
         except OSError as err:
