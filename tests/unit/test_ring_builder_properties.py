@@ -14,8 +14,11 @@ from hypothesis import strategies as st
 from ring.builder import RingBuilder, row_shape
 
 REPLICAS = [1, 1.5, 2, 2.5, 3, 3.5]
+# Derandomized: CI runs the same examples every time (a random hunt that finds a new
+# counterexample is a bug report, not a red build: run with --hypothesis-seed=<n> to hunt).
 PROFILE = settings(
     max_examples=25,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
