@@ -194,7 +194,62 @@ class Topology:
                 plans[n].append(row)
         for n in counts:
             self._widen(plans[n], n, self.roots, 0)
+        if frac:
+            self._share_caps(plans, counts, frac, limits)
+            for n in counts:
+                self._widen(plans[n], n, self.roots, 0)
         return plans
+
+    def _share_caps(self, plans, counts, frac, limits):
+        """Raise paired caps until siblings together can hold their targets on average.
+
+        Each tier's caps cover its own target, but siblings share their parent's cap:
+        servers targeted 1.46 and 1.17 with caps (1, 2) each, under a region capped at
+        (3, 3), hold at most 2 or 3 together, short of their 2.63 on average, and the
+        rest would spill onto devices past their weight. Groups are the siblings taken
+        in order of target (the likeliest to be short), top level first so a parent's
+        caps are settled before its children are checked; a raise goes where it keeps
+        within the topology maximum if it can, else to the biggest target.
+        """
+        shares = [1 - frac, frac]
+
+        def settle(kids, level, parent):
+            kids = sorted(
+                (k for k in kids if self.capacity[level][k] > 0),
+                key=lambda k: -self.target[level][k],
+            )
+            for end in range(1, len(kids) + 1):
+                group = kids[:end]
+                want = sum(self.target[level][k] for k in group)
+                while True:
+                    held = [
+                        min(parent[i], sum(plans[n][level][k] for k in group))
+                        for i, n in enumerate(counts)
+                    ]
+                    if sum(s * h for s, h in zip(shares, held, strict=True)) >= want - EPSILON:
+                        break
+                    options = []
+                    for i, n in enumerate(counts):
+                        if held[i] >= parent[i]:
+                            continue  # the parent is full here: raising a child gains nothing
+                        for k in group:
+                            cap = plans[n][level][k]
+                            top = min(n, self.capacity[level][k])
+                            if i == 0:
+                                top = min(top, plans[counts[1]][level][k])  # cap_lo <= cap_hi
+                            if cap < top:
+                                excess = cap + 1 > limits[i][level][k]
+                                options.append((excess, -self.target[level][k], i, k))
+                    if not options:
+                        break
+                    _, _, i, k = min(options)
+                    plans[counts[i]][level][k] += 1
+            if level < 3:
+                for k in kids:
+                    caps = [plans[n][level][k] for n in counts]
+                    settle(self.children[level][k], level + 1, caps)
+
+        settle(self.roots, 0, counts)
 
     def floors(self, count):
         """Per level ``{tier: floor}``: a ``count``-replica partition puts at least

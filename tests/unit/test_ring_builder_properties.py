@@ -138,6 +138,20 @@ def test_with_room_to_overload_replicas_are_as_dispersed_as_the_topology_allows(
         1,
     )
 )
+# Found by hypothesis: 3-replica partitions capped the two big servers of region 1 at
+# one replica each, so with the 4-replica ones they could not hold their weight share,
+# and the rest spilled into region 2.
+@example(
+    Topology(
+        7,
+        3.5,
+        [(1, 1, 1, 100.0)] * 5
+        + [(1, 1, 2, 100.0)] * 4
+        + [(1, 1, 3, 100.0)]
+        + [(2, 1, 1, 100.0)] * 2,
+        0,
+    )
+)
 def test_equal_weights_balance(topo):
     builder = topo.builder()
     _, balance, _ = builder.rebalance(seed=topo.seed)
