@@ -24,13 +24,20 @@ def durable_rename(fd, path, target):
     fsync_dir(os.path.dirname(target))
 
 
-def makedirs(path):
-    """mkdir -p that tolerates a racing creator."""
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as err:
-        if err.errno != errno.EEXIST or not os.path.isdir(path):
-            raise
+def makedirs(path, attempts=5):
+    """mkdir -p that tolerates a racing creator, and a racing remover of an empty parent
+    (a cleaner removing an empty suffix dir between our check and our mkdir)."""
+    for attempt in range(attempts):
+        try:
+            os.makedirs(path, exist_ok=True)
+            return
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+        except OSError as err:
+            if err.errno != errno.EEXIST or not os.path.isdir(path):
+                raise
+            return
 
 
 def atomic_write_bytes(path, data, tmp_dir=None, durable=True):

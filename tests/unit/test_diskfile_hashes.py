@@ -196,3 +196,26 @@ def test_concurrent_writers_and_hashers_lose_no_invalidation(dev, mgr):
     part_dir = layout.partition_dir(dev, 5, 0)
     suffixes = [s for s in os.listdir(part_dir) if layout.is_suffix(s)]
     assert final == {s: expected_suffix_hash(dev, 5, s) for s in suffixes}
+
+
+def test_makedirs_outlasts_a_cleaner_removing_an_empty_parent(tmp_path, monkeypatch):
+    # A hasher may rmdir an empty suffix dir between os.makedirs' check of the parent
+    # and its mkdir of the child: that is a retry, not a failed write.
+    from common import fileops
+
+    real_makedirs = os.makedirs
+    failures = iter([FileNotFoundError(2, "parent removed"), None])
+
+    def racing(path, exist_ok=False):
+        failure = next(failures)
+        if failure is not None:
+            raise failure
+        real_makedirs(path, exist_ok=exist_ok)
+
+    monkeypatch.setattr(os, "makedirs", racing)
+    target = tmp_path / "suffix" / "hash"
+    fileops.makedirs(str(target))
+    assert target.is_dir()
+    monkeypatch.setattr(os, "makedirs", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError))
+    with pytest.raises(FileNotFoundError):
+        fileops.makedirs(str(tmp_path / "gone" / "x"))
