@@ -207,7 +207,7 @@ def test_makedirs_outlasts_a_cleaner_removing_an_empty_parent(tmp_path, monkeypa
     failures = iter([FileNotFoundError(2, "parent removed"), None])
 
     def racing(path, exist_ok=False):
-        failure = next(failures)
+        failure = next(failures, None)
         if failure is not None:
             raise failure
         real_makedirs(path, exist_ok=exist_ok)
