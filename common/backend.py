@@ -158,23 +158,21 @@ class BackendConnection:
     (``common.backend_pool``); ``close()`` gives it back when the exchange ended cleanly.
     """
 
-    def __init__(self, node, method, conn, chunked, node_timeout, reused=False, head=None):
+    def __init__(self, node, method, conn, framing, node_timeout, reused, head):
         self.node = node
         self.method = method
         self._conn = conn
-        self.chunked = chunked
+        self.chunked, self._body_length, self._expect_continue = framing
         self.node_timeout = node_timeout
         self.response = None
         self.bytes_sent = 0
         self._resp_obj = None
         self._reused = reused  # the socket came from the pool (it may have gone stale)
-        self._head = head  # (url, headers, conn_timeout): to send again on a new socket
+        self._head = head  # (request head bytes, conn_timeout): to send again on a new socket
         self._replay = None  # the whole body, when the caller gave it at once (request())
         self._sent_any = False  # some of the body (or its last chunk) went out
         self._finished = False  # the last chunk went out
         self._broken = False
-        self._body_length = _body_length(head[1]) if head is not None else None
-        self._expect_continue = head is not None and _expects_continue(head[1])
 
     @classmethod
     def open(
@@ -203,26 +201,16 @@ class BackendConnection:
         url = "/" + quote(node["device"], safe="") + path
         if query_string:
             url += "?" + query_string
-        chunked = any(
-            key.lower() == "transfer-encoding" and str(value).lower() == "chunked"
-            for key, value in headers.items()
-            if value is not None
-        )
-        if body and chunked:
+        framing = _framing(headers)
+        if body and framing[0]:
             raise ValueError("a body given whole is not sent chunked")
+        ip, port = node["ip"], int(node["port"])
+        host = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        head = request_head(method, url, host, headers)
         conn, reused = _dial(
-            node,
-            method,
-            url,
-            headers,
-            conn_timeout,
-            node_timeout,
-            pooled=True,
-            body=body,
-            more=body_follows,
+            node, method, head, conn_timeout, node_timeout, True, body=body, more=body_follows
         )
-        head = (url, dict(headers), conn_timeout)
-        opened = cls(node, method, conn, chunked, node_timeout, reused, head)
+        opened = cls(node, method, conn, framing, node_timeout, reused, (head, conn_timeout))
         if body:
             opened._replay = body  # a stale pooled connection is retried with the body
             opened._sent_any = True
@@ -258,9 +246,9 @@ class BackendConnection:
             self._resp_obj.close()
         self._conn.close()
         self._resp_obj = None
-        url, headers, conn_timeout = self._head
+        head, conn_timeout = self._head
         self._conn, self._reused = _dial(
-            self.node, self.method, url, headers, conn_timeout, self.node_timeout, pooled=False
+            self.node, self.method, head, conn_timeout, self.node_timeout, False
         )
 
     def set_timeout(self, seconds):
@@ -391,26 +379,29 @@ class BackendConnection:
         self._conn.close()
 
 
-def _body_length(headers):
-    """The Content-Length a request declares (0 for none); None if unreadable."""
+def _framing(headers):
+    """``(chunked, declared length, expects 100-continue)`` of a request's headers, in
+    one pass; the length is 0 without a Content-Length and None if it is unreadable."""
+    chunked = expect = False
+    length = 0
     for key, value in headers.items():
-        if value is not None and key.lower() == "content-length":
+        if value is None:
+            continue
+        lower = key.lower()
+        if lower == "transfer-encoding":
+            chunked = str(value).lower() == "chunked"
+        elif lower == "content-length":
             try:
-                return int(value)
+                length = int(value)
             except ValueError:
-                return None
-    return 0
+                length = None
+        elif lower == "expect":
+            expect = str(value).lower() == "100-continue"
+    return chunked, length, expect
 
 
-def _expects_continue(headers):
-    return any(
-        value is not None and key.lower() == "expect" and str(value).lower() == "100-continue"
-        for key, value in headers.items()
-    )
-
-
-def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled, body=None, more=False):
-    """An ``HTTPConnection`` with the request head (and ``body``, if given) sent, and
+def _dial(node, method, head, conn_timeout, node_timeout, pooled, body=None, more=False):
+    """An ``HTTPConnection`` with the request ``head`` (and ``body``, if given) sent, and
     whether its socket was pooled.
 
     The head goes in the same write as a whole ``body``; with ``more`` (the body follows
@@ -419,41 +410,30 @@ def _dial(node, method, url, headers, conn_timeout, node_timeout, pooled, body=N
     while the head goes out is dropped for a new one.
     """
     ip, port = node["ip"], int(node["port"])
-    host = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-    head = request_head(method, url, host, headers)
     sock = backend_pool.POOL.take((ip, port)) if pooled else None
-    conn = http.client.HTTPConnection(ip, port, timeout=conn_timeout)
-    try:
-        if sock is not None:
-            conn.sock = sock
-        else:
-            conn.connect()
-        conn.sock.settimeout(node_timeout)
-        if body:
-            conn.sock.sendall(head + body)
-        elif more:
-            conn.sock.sendall(head, socket.MSG_MORE)
-        else:
-            conn.sock.sendall(head)
-    except TimeoutError:
-        conn.close()
-        raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
-    except NETWORK_ERRORS as err:
-        conn.close()
-        if sock is not None and isinstance(err, ConnectionError):
-            return _dial(
-                node,
-                method,
-                url,
-                headers,
-                conn_timeout,
-                node_timeout,
-                pooled=False,
-                body=body,
-                more=more,
-            )
-        raise BackendError(node, f"cannot send {method}: {err}") from None
-    return conn, sock is not None
+    while True:
+        conn = http.client.HTTPConnection(ip, port, timeout=conn_timeout)
+        try:
+            if sock is not None:
+                conn.sock = sock
+            else:
+                conn.connect()
+            conn.sock.settimeout(node_timeout)
+            if body:
+                conn.sock.sendall(head + body)
+            elif more:
+                conn.sock.sendall(head, socket.MSG_MORE)
+            else:
+                conn.sock.sendall(head)
+            return conn, sock is not None
+        except TimeoutError:
+            conn.close()
+            raise BackendError(node, f"timeout connecting for {method}", timeout=True) from None
+        except NETWORK_ERRORS as err:
+            conn.close()
+            if sock is None or not isinstance(err, ConnectionError):
+                raise BackendError(node, f"cannot send {method}: {err}") from None
+            sock = None  # the pooled socket had gone stale: once more on a new one
 
 
 class BackendResult:
