@@ -21,12 +21,12 @@ the segments' ETags (hex) one after the other, ``"<etag>:<range>;"`` standing fo
 segment taken in part, as Swift computes it.
 """
 
-import email.utils
 import hashlib
 import json
-from datetime import UTC
+import time
 
 from common.byteranges import parse_range_header, ranges_for_length
+from common.conditions import parse_http_date
 
 SLO_HEADER = "X-Static-Large-Object"
 SYSMETA_ETAG = "X-Object-Sysmeta-Slo-Etag"
@@ -142,15 +142,10 @@ def resolve_segment_range(seg_range, size):
 
 def iso_last_modified(http_date):
     """An HTTP date as a listing's ``last_modified`` (``2024-01-02T03:04:05.000000``)."""
-    try:
-        when = email.utils.parsedate_to_datetime(http_date)
-    except (TypeError, ValueError, IndexError, OverflowError):
+    seconds = parse_http_date(http_date)
+    if seconds is None:
         return None
-    if when is None:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000000")
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000", time.gmtime(seconds))
 
 
 def strip_swift_bytes(content_type, params=("swift_bytes",)):
