@@ -19,6 +19,21 @@ from ring.ring import Ring
 # The secrets of the loopback clusters' haneul.conf (HASH_CONF).
 CLUSTER_SECRETS = HashSecrets("pre", "suf")
 HASH_CONF = "[hash]\nprefix = pre\nsuffix = suf\n"
+# A haneul.conf with the replicated policy 0 and an EC 4+2 policy 1 of 4 KiB segments.
+EC_SEGMENT = 4096
+EC_CONF = f"""{HASH_CONF}
+[policy:0]
+name = gold
+default = yes
+
+[policy:1]
+name = ec42
+type = erasure_coding
+ec_type = isa_l_rs_vand
+ec_num_data_fragments = 4
+ec_num_parity_fragments = 2
+ec_object_segment_size = {EC_SEGMENT}
+"""
 
 
 class Clock:

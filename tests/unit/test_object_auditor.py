@@ -6,6 +6,7 @@ import os
 import time
 
 import pytest
+from helpers import EC_CONF
 
 from common.hashing import HashSecrets
 from common.timestamp import Timestamp
@@ -162,22 +163,6 @@ def test_files_per_second_slows_a_pass(node, dev, mgr):
 # -- erasure-coded fragment archives -----------------------------------------------------
 
 EC_POLICY = 1
-EC_CONF = """[hash]
-prefix = pre
-suffix = suf
-
-[policy:0]
-name = gold
-default = yes
-
-[policy:1]
-name = ec42
-type = erasure_coding
-ec_type = isa_l_rs_vand
-ec_num_data_fragments = 4
-ec_num_parity_fragments = 2
-ec_object_segment_size = 4096
-"""
 
 
 @pytest.fixture

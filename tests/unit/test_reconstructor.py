@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from helpers import LoopbackCluster, Node
+from helpers import EC_CONF, EC_SEGMENT, LoopbackCluster, Node
 
 from common import daemon
 from common.crc32 import CRC32
@@ -21,25 +21,10 @@ from object_server.ec_diskfile import ec_driver
 from object_server.reconstructor import ObjectReconstructor
 from object_server.reconstructor_fragments import FragmentSource, next_fragment
 
-SEGMENT = 4096
+SEGMENT = EC_SEGMENT
 K, M = 4, 2
 T0 = time.time()
-HANEUL_CONF = f"""[hash]
-prefix = pre
-suffix = suf
-
-[policy:0]
-name = gold
-default = yes
-
-[policy:1]
-name = ec42
-type = erasure_coding
-ec_type = isa_l_rs_vand
-ec_num_data_fragments = {K}
-ec_num_parity_fragments = {M}
-ec_object_segment_size = {SEGMENT}
-"""
+HANEUL_CONF = EC_CONF
 
 
 def md5(data):
