@@ -3,6 +3,8 @@ copy from another node; every replica then reads right, even alone."""
 
 import os
 
+from tests.unit.helpers import flip_byte
+
 CONTAINER = "audit"
 
 
@@ -19,11 +21,7 @@ def test_corrupt_replica_is_quarantined_and_replaced(cluster, conn, account):
     assert good_bytes == bodies[name]
 
     # Flip one byte in the middle of the object's bytes (the size stays the same).
-    with open(path, "r+b") as fp:
-        fp.seek(len(good_bytes) // 2)
-        byte = fp.read(1)
-        fp.seek(-1, os.SEEK_CUR)
-        fp.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(path, len(good_bytes) // 2)
 
     out = cluster.agent_once("object-auditor", devices=[device])
     assert "quarantined=1" in out, out

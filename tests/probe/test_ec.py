@@ -12,6 +12,8 @@ import urllib.request
 
 import pytest
 
+from tests.unit.helpers import flip_byte
+
 CONTAINER = "ec-probe"
 SIZES = (1, 4096, 1024 * 1024 + 17, 3 * 1024 * 1024 + 5)  # 1, 2 and 4 segments
 MAX_PASSES = 3
@@ -124,11 +126,7 @@ def test_dented_fragment_is_quarantined_by_the_auditor_and_rebuilt(cluster, conn
     path = archive_path()
     good_metadata, good_bytes = cluster.read_object_file(path)
     assert good_metadata["ETag"].startswith("crc32:")
-    with open(path, "r+b") as fp:
-        fp.seek(len(good_bytes) // 2)
-        byte = fp.read(1)
-        fp.seek(-1, os.SEEK_CUR)
-        fp.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(path, len(good_bytes) // 2)
 
     out = cluster.agent_once("object-auditor", devices=[device])
     assert "quarantined=1" in out, out

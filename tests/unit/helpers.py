@@ -36,6 +36,15 @@ ec_object_segment_size = {EC_SEGMENT}
 """
 
 
+def flip_byte(path, offset=0):
+    """Corrupt a file on disk in place: flip the low bit of the byte at ``offset``."""
+    with open(path, "r+b") as fp:
+        fp.seek(offset)
+        byte = fp.read(1)
+        fp.seek(offset)
+        fp.write(bytes([byte[0] ^ 0x01]))
+
+
 class Clock:
     """Increasing timestamps near now, so X-Delete-At and reclaim rules behave."""
 

@@ -6,7 +6,7 @@ import os
 import time
 
 import pytest
-from helpers import EC_CONF
+from helpers import EC_CONF, flip_byte
 
 from common.hashing import HashSecrets
 from common.timestamp import Timestamp
@@ -186,14 +186,6 @@ def put_archive(dev, name, frag_index, body, etag=None, durable=True):
         }
         writer.put(metadata, frag_index=frag_index, durable=durable)
     return df
-
-
-def flip_byte(path, offset=0):
-    with open(path, "r+b") as fp:
-        fp.seek(offset)
-        byte = fp.read(1)
-        fp.seek(offset)
-        fp.write(bytes([byte[0] ^ 0x01]))
 
 
 def archive_file(df, frag_index):

@@ -7,7 +7,7 @@ import shutil
 import time
 
 import pytest
-from helpers import LoopbackCluster
+from helpers import LoopbackCluster, flip_byte
 
 from common.timestamp import Timestamp
 from object_server import layout
@@ -190,11 +190,7 @@ def test_auditor_quarantine_then_replicator_restores_the_object(cluster):
     cluster.put("fragile", 100, primaries)
     victim = primaries[0]
     data_file = victim.files(".data")[0]
-    with open(data_file, "r+b") as fp:
-        fp.seek(7)
-        byte = fp.read(1)
-        fp.seek(7)
-        fp.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(data_file, 7)
 
     stats = ObjectAuditor(cluster.conf(victim, files_per_second="0")).run_once()
     assert stats["quarantined"] == 1

@@ -9,7 +9,7 @@ import shutil
 import time
 
 import pytest
-from helpers import EC_CONF, EC_SEGMENT, LoopbackCluster, Node
+from helpers import EC_CONF, EC_SEGMENT, LoopbackCluster, Node, flip_byte
 
 from common import daemon
 from common.crc32 import CRC32
@@ -314,11 +314,7 @@ def archive_path(node, name):
 
 def dent(path, offset=200):
     """Flip one byte of an archive's payload (past the first fragment's header)."""
-    with open(path, "r+b") as fp:
-        fp.seek(offset)
-        byte = fp.read(1)
-        fp.seek(offset)
-        fp.write(bytes([byte[0] ^ 0x01]))
+    flip_byte(path, offset)
 
 
 def test_a_damaged_archive_is_not_rebuilt_from_until_the_auditor_takes_it(cluster):
