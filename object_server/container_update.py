@@ -21,7 +21,6 @@ in: there each row is sent alone, at once, through the same ``UPDATE`` request.
 ``send_update`` sends one row as a single-row PUT/DELETE (the updater's retries).
 """
 
-import http.client
 import logging
 from urllib.parse import quote
 
@@ -83,25 +82,40 @@ def _split_host(host):
 
 
 def send_update(host, device, partition, op, path, headers, conn_timeout, timeout):
-    """One update to one container server; True if it answered 2xx in time."""
+    """One row as a single-row PUT/DELETE to one container server (the updater's
+    retries); True if it answered 2xx in time."""
+    # Header values are text; on the wire (and in common.backend) they are UTF-8 bytes
+    # carried as latin-1 strings.
+    wire = {k: v.encode("utf-8").decode("latin-1") for k, v in headers.items()}
+    what = f"container update {op} {host}/{device}{path}"
+    return _exchange(
+        host, device, op, quote(f"/{partition}{path}"), wire, b"", conn_timeout, timeout, what
+    )
+
+
+def _exchange(host, device, method, path, headers, body, conn_timeout, node_timeout, what):
+    """One request to a container server; True if it answered 2xx. A failure is logged
+    as ``what`` failed or answered."""
     ip, port = _split_host(host)
-    url = quote(f"/{device}/{partition}{path}")
-    conn = http.client.HTTPConnection(ip, port, timeout=conn_timeout)
     try:
-        conn.connect()
-        conn.sock.settimeout(timeout)
-        conn.request(op, url, headers={k: v.encode("utf-8") for k, v in headers.items()})
-        resp = conn.getresponse()
-        resp.read()
-        if 200 <= resp.status < 300:
-            return True
-        logger.warning(
-            "container update %s %s/%s%s answered %d", op, host, device, path, resp.status
+        result = backend.request(
+            {"ip": ip, "port": port, "device": device},
+            method,
+            path,
+            headers,
+            body=body,
+            conn_timeout=conn_timeout,
+            node_timeout=node_timeout,
+            max_body=MAX_ANSWER,
         )
-    except (OSError, http.client.HTTPException) as err:
-        logger.warning("container update %s %s/%s%s failed: %s", op, host, device, path, err)
-    finally:
-        conn.close()
+    except backend.BackendError as err:
+        logger.warning("%s failed: %s", what, err)
+        return False
+    if 200 <= result.status < 300:
+        return True
+    logger.warning(
+        "%s answered %d: %s", what, result.status, result.body[:200].decode("utf-8", "replace")
+    )
     return False
 
 
@@ -187,7 +201,6 @@ class UpdateBatcher:
     def _send(key, batch):
         """One UPDATE request with the rows of ``batch``; True if it answered 2xx."""
         host, device, partition, account, container, (conn_timeout, node_timeout) = key
-        ip, port = _split_host(host)
         headers = {
             "Content-Type": BATCH_CONTENT_TYPE,
             # On a single-port node the path alone would route an UPDATE right, but
@@ -195,32 +208,17 @@ class UpdateBatcher:
             "X-Backend-Server-Type": "container",
             "X-Trans-Id": batch[0].trans_id or None,  # None: the server makes one
         }
-        try:
-            result = backend.request(
-                {"ip": ip, "port": port, "device": device},
-                "UPDATE",
-                backend.backend_path(partition, account, container),
-                headers,
-                body=msgpack.packb([ticket.row for ticket in batch]),
-                conn_timeout=conn_timeout,
-                node_timeout=node_timeout,
-                max_body=MAX_ANSWER,
-            )
-        except backend.BackendError as err:
-            logger.warning(
-                "container update of %d rows to %s failed: %s", len(batch), _describe(key), err
-            )
-            return False
-        if 200 <= result.status < 300:
-            return True
-        logger.warning(
-            "container update of %d rows to %s answered %d: %s",
-            len(batch),
-            _describe(key),
-            result.status,
-            result.body[:200].decode("utf-8", "replace"),
+        return _exchange(
+            host,
+            device,
+            "UPDATE",
+            backend.backend_path(partition, account, container),
+            headers,
+            msgpack.packb([ticket.row for ticket in batch]),
+            conn_timeout,
+            node_timeout,
+            f"container update of {len(batch)} rows to {_describe(key)}",
         )
-        return False
 
 
 BATCHER = UpdateBatcher()
