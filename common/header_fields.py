@@ -5,6 +5,7 @@ each backend client) through ``email.parser``, and formats every backend request
 validated ``putheader`` at a time; both cost more CPU than the rest of a small request's
 handling. A header block is simple enough to split and join here:
 
+- ``parse_request_line(line)`` splits a request line;
 - ``read_header_fields(rfile)`` reads ``(name, value)`` pairs up to the blank line;
 - ``HeaderFields`` holds them with the part of ``email.message.Message``'s interface
   that http.client, eventlet and our callers use (``get``, ``get_all``, ``items``...);
@@ -22,7 +23,8 @@ _BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
 
 
 class MalformedHeaders(ValueError):
-    """A header block that is not HTTP; ``status`` is the answer a server gives (400/431)."""
+    """A request line or header block that is not HTTP/1.x; ``status`` is the answer a
+    server gives (400, 431 for too many or too long fields, 505 for another version)."""
 
     def __init__(self, status, message):
         super().__init__(message)
@@ -78,6 +80,26 @@ class HeaderFields:
 
     def __repr__(self):
         return f"HeaderFields({self._headers!r})"
+
+
+def parse_request_line(line):
+    """``(method, target, version)`` of an HTTP/1.x request line; MalformedHeaders if not one."""
+    words = line.decode("latin-1").rstrip("\r\n").split()
+    if len(words) != 3:
+        raise MalformedHeaders(400, "bad request line")
+    method, target, version = words
+    major, dot, minor = version[5:].partition(".")
+    if (
+        not version.startswith("HTTP/")
+        or not dot
+        or not (major.isdigit() and minor.isdigit())
+        or len(major) > 10
+        or len(minor) > 10
+    ):
+        raise MalformedHeaders(400, f"bad HTTP version {version[:20]!r}")
+    if int(major) != 1:
+        raise MalformedHeaders(505, f"HTTP version {version[:20]} is not supported")
+    return method, target, (1, int(minor))
 
 
 def read_header_fields(rfile, max_line=MAX_LINE):

@@ -22,7 +22,12 @@ import time
 import warnings
 
 from common import concurrency
-from common.header_fields import HeaderFields, MalformedHeaders, read_header_fields
+from common.header_fields import (
+    HeaderFields,
+    MalformedHeaders,
+    parse_request_line,
+    read_header_fields,
+)
 from common.logs import RequestLog
 
 with warnings.catch_warnings():
@@ -144,34 +149,6 @@ def _whole_body(body, answer, environ):
             return
 
 
-class MalformedRequest(Exception):
-    """A request line we refuse (answered 400, or 505 for another HTTP version)."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-def parse_request_line(line):
-    """``(method, target, version)`` of an HTTP/1.x request line; MalformedRequest if not one."""
-    words = line.decode("latin-1").rstrip("\r\n").split()
-    if len(words) != 3:
-        raise MalformedRequest(400, "bad request line")
-    method, target, version = words
-    major, dot, minor = version[5:].partition(".")
-    if (
-        not version.startswith("HTTP/")
-        or not dot
-        or not (major.isdigit() and minor.isdigit())
-        or len(major) > 10
-        or len(minor) > 10
-    ):
-        raise MalformedRequest(400, f"bad HTTP version {version[:20]!r}")
-    if int(major) != 1:
-        raise MalformedRequest(505, f"HTTP version {version[:20]} is not supported")
-    return method, target, (1, int(minor))
-
-
 class _HttpProtocol(eventlet.wsgi.HttpProtocol):
     """eventlet's protocol with a leaner request parser, and no made-up Content-Type.
 
@@ -191,7 +168,7 @@ class _HttpProtocol(eventlet.wsgi.HttpProtocol):
         try:
             method, target, version = parse_request_line(self.raw_requestline)
             self.headers = HeaderFields(read_header_fields(self.rfile))
-        except (MalformedRequest, MalformedHeaders) as err:
+        except MalformedHeaders as err:
             self.send_error(err.status, str(err))
             return False
         self.command = method

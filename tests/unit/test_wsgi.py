@@ -9,7 +9,7 @@ import socket
 import pytest
 from webob import Request, Response
 
-from common import concurrency, header_fields, httpserver
+from common import concurrency, header_fields
 from common.config import ConfigError
 from common.httpserver import AcceptBalance, GuardedInput, ServedApp
 from common.logs import RequestLog, parse_level, setup_logging
@@ -429,15 +429,15 @@ def test_request_headers_get_returns_the_first_of_repeated_fields():
     ],
 )
 def test_parse_request_line(line, expected):
-    assert httpserver.parse_request_line(line) == expected
+    assert header_fields.parse_request_line(line) == expected
 
 
 @pytest.mark.parametrize(
     "line", [b"GET /\r\n", b"GET / HTTP/1.1 extra\r\n", b"GET / HTTP/x.y\r\n", b"GET / FTP/1.1\r\n"]
 )
 def test_parse_request_line_refuses_what_is_not_http_1(line):
-    with pytest.raises(httpserver.MalformedRequest):
-        httpserver.parse_request_line(line)
+    with pytest.raises(header_fields.MalformedHeaders):
+        header_fields.parse_request_line(line)
 
 
 @pytest.mark.parametrize(
