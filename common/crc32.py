@@ -14,8 +14,9 @@ is (archives written before hold a bare 32-digit MD5).
 
 import zlib
 
+from common.hashing import is_hex
+
 PREFIX = "crc32:"
-_HEX = frozenset("0123456789abcdef")
 
 
 class CRC32:
@@ -38,8 +39,4 @@ class CRC32:
 
 def is_crc32(value):
     """Whether a stored or sent checksum is a CRC32 (``crc32:<8 hex digits>``)."""
-    return (
-        value.startswith(PREFIX)
-        and len(value) == len(PREFIX) + 8
-        and set(value[len(PREFIX) :]) <= _HEX
-    )
+    return value.startswith(PREFIX) and is_hex(value[len(PREFIX) :], 8)

@@ -50,13 +50,12 @@ from common.daemon import hash_secrets_of, load_ring, local_devices
 from common.db import POOL, DatabaseCorrupt, DatabaseError, db_file_path, device_of
 from common.devices import check_partition, device_path
 from common.fileops import fsync_dir, makedirs
-from common.hashing import hash_path
+from common.hashing import hash_path, is_hex
 from common.http import HTTPError, iter_request_body, request_path, split_path
 from common.timestamp import Timestamp
 
 MAX_RPC_BODY = 64 * 1024 * 1024
 CHUNK = 65536
-HEX = frozenset("0123456789abcdef")
 COUNTERS = (
     "dbs_checked",
     "no_change",
@@ -159,7 +158,7 @@ def _listdir(path):
 def handle_replicate(app, req):
     """Answer ``REPLICATE /<dev>/<part>/<hash>`` for a container or account app."""
     device, partition, name_hash = split_path(request_path(req), 3, 3)
-    if len(name_hash) != 32 or not set(name_hash) <= HEX:
+    if not is_hex(name_hash, 32):
         raise HTTPError(400, f"not a database hash: {name_hash[:40]!r}")
     part = check_partition(partition)
     dev_path = device_path(app.devices, device, app.mount_check)

@@ -23,6 +23,14 @@ class HashSecrets:
         self.suffix = suffix.encode("utf-8")
 
 
+_HEX_DIGITS = frozenset("0123456789abcdef")
+
+
+def is_hex(text, length):
+    """True if ``text`` is exactly ``length`` lowercase hex digits (an MD5 is 32)."""
+    return len(text) == length and set(text) <= _HEX_DIGITS
+
+
 @lru_cache(maxsize=8)
 def load_hash_secrets(path=None):
     """Read ``[hash] prefix/suffix`` from haneul.conf; missing secrets are a ConfigError."""

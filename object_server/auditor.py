@@ -30,6 +30,7 @@ import time
 from common import daemon as agent_helpers
 from common.config import config_float, config_int, config_true
 from common.devices import list_devices
+from common.hashing import is_hex
 from common.policies import load_policies
 from common.timestamp import Timestamp
 from object_server import layout
@@ -43,8 +44,6 @@ from object_server.diskfile import (
 from object_server.ec_diskfile import ECDiskFileManager, archive_checksum, is_ec_policy
 from object_server.filenames import parse_filename
 from object_server.hashes import LockTimeout, invalidate_hash
-
-_HEX = frozenset("0123456789abcdef")
 
 
 class RateLimiter:
@@ -253,7 +252,7 @@ def _metadata_problem(metadata, archive=False):
     if archive:
         if archive_checksum(etag.lower()) is None:
             return f"bad ETag {etag[:40]!r}"
-    elif len(etag) != 32 or not set(etag.lower()) <= _HEX:
+    elif not is_hex(etag.lower(), 32):
         return f"bad ETag {etag[:40]!r}"
     name = metadata.get("name", "")
     if not name.startswith("/") or name.count("/") < 3:

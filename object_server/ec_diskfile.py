@@ -25,6 +25,7 @@ import os
 from common.concurrency import run_in_thread
 from common.crc32 import CRC32, is_crc32
 from common.fileops import durable_rename
+from common.hashing import is_hex
 from object_server.diskfile import (
     DiskFile,
     DiskFileCollision,
@@ -51,7 +52,6 @@ PER_FRAGMENT_KEYS = frozenset(
     k.lower() for k in (FRAG_INDEX_KEY, EC_ETAG_KEY, EC_CONTENT_LENGTH_KEY, EC_ARCHIVE_ETAG_KEY)
 )
 
-_HEX = frozenset("0123456789abcdef")
 _drivers = {}
 
 
@@ -83,7 +83,7 @@ def archive_checksum(etag):
     had CRC32s (32 hex digits). None if ``etag`` is neither."""
     if is_crc32(etag):
         return CRC32()
-    if len(etag) == 32 and set(etag) <= _HEX:
+    if is_hex(etag, 32):
         return hashlib.md5(usedforsecurity=False)
     return None
 

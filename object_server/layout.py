@@ -10,13 +10,14 @@
 
 import os
 
+from common.hashing import is_hex
+
 TMP_DIR = "tmp"
 HASHES_FILE = "hashes.msgpack"
 INVALID_FILE = "hashes.invalid"
 LOCK_FILE = ".lock"
 SUFFIX_LENGTH = 3
 HASH_LENGTH = 32
-_HEX = frozenset("0123456789abcdef")
 
 
 def policy_dir_name(base, policy_index):
@@ -77,9 +78,9 @@ def quarantine_dir(dev_path, policy_index):
 
 def is_suffix(name):
     """A suffix dir name: three lowercase hex digits."""
-    return len(name) == SUFFIX_LENGTH and set(name) <= _HEX
+    return is_hex(name, SUFFIX_LENGTH)
 
 
 def is_hash(name):
     """A hash dir name: 32 lowercase hex digits."""
-    return len(name) == HASH_LENGTH and set(name) <= _HEX
+    return is_hex(name, HASH_LENGTH)
